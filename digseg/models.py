@@ -11,7 +11,7 @@ from .config import check_choice, check_int
 
 # %% auto #0
 __all__ = ['SD2_UNET_CONFIG', 'SD2_VAE_CONFIG', 'SD2_SCHEDULER_CONFIG', 'TINY_UNET_CONFIG', 'TINY_VAE_CONFIG', 'ARCHITECTURES',
-           'build_unet', 'build_vae']
+           'build_unet', 'build_vae', 'resolve_pretrained', 'load_sd2']
 
 # %% ../nbs/06_models.ipynb #f68c3a11
 SD2_UNET_CONFIG = dict(
@@ -70,3 +70,38 @@ def build_vae(arch: str="tiny",           # 'tiny' or 'sd2'
     "A randomly initialised `AutoencoderKL` of the named architecture."
     cfg = {**ARCHITECTURES[check_choice("arch", arch, tuple(ARCHITECTURES))][1], **overrides}
     return _seeded(seed, lambda: AutoencoderKL(**cfg))
+
+# %% ../nbs/06_models.ipynb #3eb560a2
+from pathlib import Path
+
+def resolve_pretrained(name_or_path: str,   # a local directory, or a hub id already in the local HF cache
+                       what: str="model"):  # what is being loaded, for the error message
+    "The local directory of a pretrained model; raise `FileNotFoundError` at once (no network) if there is none."
+    if not isinstance(name_or_path, (str, Path)): raise TypeError(f"`{what}` must be a path or hub id string, got {type(name_or_path).__name__}")
+    p = Path(name_or_path).expanduser()
+    if p.is_dir(): return p
+    if p.exists(): raise ValueError(f"`{what}`: {p} is a file; expected a model directory (with model_index.json or config.json)")
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except Exception:
+        raise FileNotFoundError(
+            f"`{what}`: '{name_or_path}' is neither a local directory nor in the local Hugging Face cache, and "
+            f"digseg never downloads weights. Download it on a machine with network access (e.g. "
+            f"`huggingface-cli download {name_or_path} --local-dir DIR`), copy DIR here and pass its path.") from None
+
+# %% ../nbs/06_models.ipynb #a94d0b7c
+def load_sd2(name_or_path: str="stabilityai/stable-diffusion-2", # SD2 folder (diffusers layout) or cached hub id
+             torch_dtype: torch.dtype=torch.float32):
+    "(unet, vae, scheduler_config) of Stable Diffusion 2 from a local diffusers folder, checked."
+    root = resolve_pretrained(name_or_path, "sd2")
+    for sub in ("unet", "vae", "scheduler"):
+        if not (root/sub).is_dir():
+            raise FileNotFoundError(f"`sd2`: {root} lacks the '{sub}/' folder of a diffusers Stable Diffusion layout")
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=torch_dtype)
+    vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=torch_dtype)
+    sched = dict(DDIMScheduler.load_config(root, subfolder="scheduler"))
+    if unet.config.in_channels != vae.config.latent_channels:
+        raise ValueError(f"`sd2`: the U-Net in {root} takes {unet.config.in_channels} channels, the VAE makes "
+                         f"{vae.config.latent_channels}: not a text-to-image Stable Diffusion checkpoint")
+    return unet, vae, sched
