@@ -11,7 +11,7 @@ from .config import check_choice, check_int
 
 # %% auto #0
 __all__ = ['SD2_UNET_CONFIG', 'SD2_VAE_CONFIG', 'SD2_SCHEDULER_CONFIG', 'TINY_UNET_CONFIG', 'TINY_VAE_CONFIG', 'ARCHITECTURES',
-           'build_unet', 'build_vae', 'resolve_pretrained', 'load_sd2']
+           'build_unet', 'build_vae', 'resolve_pretrained', 'load_sd2', 'build_tiny_pipeline']
 
 # %% ../nbs/06_models.ipynb #f68c3a11
 SD2_UNET_CONFIG = dict(
@@ -105,3 +105,17 @@ def load_sd2(name_or_path: str="stabilityai/stable-diffusion-2", # SD2 folder (d
         raise ValueError(f"`sd2`: the U-Net in {root} takes {unet.config.in_channels} channels, the VAE makes "
                          f"{vae.config.latent_channels}: not a text-to-image Stable Diffusion checkpoint")
     return unet, vae, sched
+
+# %% ../nbs/06_models.ipynb #7f83ced6
+def build_tiny_pipeline(seed: int=0,              # weight-init seed
+                        vocabulary: list|None=None): # default candidate vocabulary
+    "A `DiGSegPipeline` of random tiny components."
+    from digseg.pipeline import DiGSegPipeline
+    from digseg.text import build_tiny_clip, TextProjection
+    from digseg.unet import widen_conv_in
+    from digseg.sampler import make_sampler
+    unet = widen_conv_in(build_unet("tiny", seed=seed), 8)
+    clip = build_tiny_clip(seed=seed)
+    proj = _seeded(seed, lambda: TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim))
+    return DiGSegPipeline(vae=build_vae("tiny", seed=seed), unet=unet, clip=clip, text_projection=proj,
+                          scheduler=make_sampler(), vocabulary=vocabulary)

@@ -91,7 +91,9 @@ def ddim_timesteps(num_inference_steps: int,   # number of DDIM steps (1..T)
     check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
     cfg = SD2_SCHEDULER_CONFIG if scheduler is None else scheduler.config
     check_int("num_inference_steps", num_inference_steps, 1, cfg["num_train_timesteps"])
-    ddim = DDIMScheduler.from_config({**cfg, "timestep_spacing": timestep_spacing})
+    # overrides go in as kwargs: a scheduler's config lists defaulted keys in `_use_default_values`, and
+    # `from_config` silently drops those keys (e.g. a DDPMScheduler's `timestep_spacing`) from a merged dict
+    ddim = DDIMScheduler.from_config(cfg, timestep_spacing=timestep_spacing)
     ddim.set_timesteps(num_inference_steps)
     return ddim.timesteps.tolist()
 
@@ -128,7 +130,8 @@ def _fresh_sampler(scheduler, timestep_spacing, prediction_type):
         return make_sampler(timestep_spacing, prediction_type or DEFAULT_PREDICTION_TYPE)
     kind = prediction_type or scheduler.config.prediction_type
     check_choice("prediction_type", kind, PREDICTION_TYPES)
-    return DDIMScheduler.from_config({**scheduler.config, "timestep_spacing": timestep_spacing, "prediction_type": kind})
+    # kwargs, not a merged dict: see `ddim_timesteps` on `_use_default_values`
+    return DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing, prediction_type=kind)
 
 # %% ../nbs/05_sampler.ipynb #42536eac
 def _check_denoise_inputs(image_latent, cond, num_inference_steps, timestep_spacing, ensemble_size, prediction_type, eta):
