@@ -11,7 +11,8 @@ from .config import check_choice, check_int
 
 # %% auto #0
 __all__ = ['SD2_UNET_CONFIG', 'SD2_VAE_CONFIG', 'SD2_SCHEDULER_CONFIG', 'TINY_UNET_CONFIG', 'TINY_VAE_CONFIG', 'ARCHITECTURES',
-           'build_unet', 'build_vae', 'resolve_pretrained', 'load_sd2', 'build_tiny_pipeline']
+           'MINI_UNET_CONFIG', 'MINI_VAE_CONFIG', 'MINI_CLIP_CONFIG', 'SPECS', 'build_unet', 'build_vae',
+           'resolve_pretrained', 'load_sd2', 'build_tiny_pipeline', 'assemble_pipeline', 'build_sd2_pipeline']
 
 # %% ../nbs/06_models.ipynb #f68c3a11
 SD2_UNET_CONFIG = dict(
@@ -119,3 +120,53 @@ def build_tiny_pipeline(seed: int=0,              # weight-init seed
     proj = _seeded(seed, lambda: TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim))
     return DiGSegPipeline(vae=build_vae("tiny", seed=seed), unet=unet, clip=clip, text_projection=proj,
                           scheduler=make_sampler(), vocabulary=vocabulary)
+
+# %% ../nbs/06_models.ipynb #773bc3e9
+MINI_UNET_CONFIG = dict(
+    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+    block_out_channels=(32, 64, 64, 64), attention_head_dim=8,
+    down_block_types=("CrossAttnDownBlock2D",)*3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",)*3,
+    cross_attention_dim=64, use_linear_projection=True, norm_num_groups=16,
+    act_fn="silu", flip_sin_to_cos=True, freq_shift=0)
+
+MINI_VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, sample_size=64,
+    block_out_channels=(16, 32, 64), down_block_types=("DownEncoderBlock2D",)*3,
+    up_block_types=("UpDecoderBlock2D",)*3, act_fn="silu", norm_num_groups=8, scaling_factor=1.0)
+
+MINI_CLIP_CONFIG = dict(
+    arch="custom", embed_dim=64,
+    vision_cfg=dict(width=64, layers=3, head_width=16, patch_size=8, image_size=64),
+    text_cfg=dict(width=64, heads=4, layers=3, context_length=32, vocab_size=49408))
+
+ARCHITECTURES["mini"] = (MINI_UNET_CONFIG, MINI_VAE_CONFIG)
+SPECS = ("tiny", "mini", "sd2")
+
+# %% ../nbs/06_models.ipynb #0dde12d6
+def assemble_pipeline(unet, vae, clip,           # a text-to-image U-Net (4 channels), its VAE, a ClipBackbone
+                      scheduler_config: dict|None=None, # the generator's scheduler config (default SD2's)
+                      vocabulary: list|None=None,
+                      residual_projection: bool=False): # identity-initialised projection (needs equal widths)
+    "Turn a pretrained text-to-image generator into an untrained DiGSeg pipeline (§3.3: conv_in 4 -> 8)."
+    from digseg.pipeline import DiGSegPipeline
+    from digseg.text import TextProjection
+    from digseg.unet import widen_conv_in
+    from digseg.sampler import make_sampler
+    sc = {k: v for k, v in (scheduler_config or SD2_SCHEDULER_CONFIG).items() if not k.startswith("_")}
+    sc.pop("timestep_spacing", None)
+    proj = TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim, residual_init=residual_projection)
+    return DiGSegPipeline(vae=vae, unet=widen_conv_in(unet, 2*vae.config.latent_channels), clip=clip,
+                          text_projection=proj, scheduler=make_sampler(**sc), vocabulary=vocabulary)
+
+def build_sd2_pipeline(sd2_path: str="stabilityai/stable-diffusion-2", # SD2 diffusers folder (or cached hub id)
+                       clip_weights: str|None=None,   # open_clip checkpoint file of CLIP ViT-L/14
+                       clip_arch: str="ViT-L-14",
+                       vocabulary: list|None=None,
+                       torch_dtype: torch.dtype=torch.float32):
+    "The paper's starting point: SD2 + CLIP ViT-L/14 + a fresh projection MLP, as an untrained DiGSeg pipeline."
+    from digseg.text import ClipBackbone
+    if clip_weights is None: raise ValueError("`clip_weights`: pass the path of an open_clip checkpoint file of CLIP ViT-L/14 (digseg never downloads)")
+    unet, vae, sched = load_sd2(sd2_path, torch_dtype)
+    clip = ClipBackbone.from_open_clip(clip_arch, clip_weights)
+    return assemble_pipeline(unet, vae, clip, sched, vocabulary)

@@ -55,20 +55,23 @@ def anneal_weights(t: Tensor|None,      # timesteps, shape (B,); unused when `ru
 
 # %% ../nbs/03_noise.ipynb #753ae170
 def default_levels(shape):  # (B, C, H, W)
-    "Marigold's number of pyramid levels: `int(log2(min(H, W)))`."
+    "Most pyramid levels that fit: `int(log2(min(H, W)))` (exact for r = 2, an upper bound for random r >= 2)."
     return int(math.log2(min(shape[-2], shape[-1])))
 
 def pyramid_sizes(height: int,            # latent height
                   width: int,             # latent width
-                  levels: int,            # number of levels above full resolution
+                  levels: int|None=None,  # levels above full resolution (None: until a side reaches 1)
                   downscale: str="random", # 'random': r ~ U[2, 4) per level; 'fixed': r = 2
                   generator: torch.Generator|None=None): # draws the random factors
     "The `(h, w)` of pyramid levels 1..levels: `H / r^i` rounded down, at least 1."
+    check_int("height", height, 1); check_int("width", width, 1)
     check_choice("downscale", downscale, DOWNSCALE_STRATEGIES)
+    n = default_levels((height, width)) if levels is None else check_int("levels", levels, 0)
     sizes = []
-    for i in range(1, check_int("levels", levels, 0) + 1):
+    for i in range(1, n + 1):
         r = 2.0 if downscale == "fixed" else 2.0 + 2.0*float(torch.rand(1, generator=generator, device=_gen_device(generator)))
         sizes.append((max(1, int(height / r**i)), max(1, int(width / r**i))))
+        if levels is None and min(sizes[-1]) == 1: break   # as many as fit: the next level would be < 1
     return sizes
 
 def _gen_device(generator): return generator.device if generator is not None else torch.device("cpu")
@@ -101,7 +104,7 @@ def multi_res_noise(shape,                   # (B, C, H, W) of the latent to noi
                     t: Tensor|None=None,     # timesteps (B,), needed when annealing
                     T: int=1000,             # number of training timesteps
                     strength: float=0.9,     # s of A.1 (Marigold's 0.9)
-                    levels: int|None=None,   # pyramid levels above full res (None: int(log2(min(H, W))))
+                    levels: int|None=None,   # pyramid levels above full res (None: until a side reaches 1)
                     downscale: str="random", # 'random' r ~ U[2, 4) per level, or 'fixed' r = 2
                     anneal: str|None=None,   # None, 'marigold' or 'power' (see `anneal_weights`)
                     generator: torch.Generator|None=None, # the only source of randomness
@@ -109,12 +112,13 @@ def multi_res_noise(shape,                   # (B, C, H, W) of the latent to noi
                     dtype: torch.dtype=torch.float32): # dtype of the result
     "Multi-resolution (pyramid) noise of A.1, optionally annealed with t, standardised per sample."
     shape = _check_shape(shape)
-    levels = default_levels(shape) if levels is None else check_int("levels", levels, 0)
+    if levels is not None: check_int("levels", levels, 0)
     if t is not None: check_timesteps(t, T, batch=shape[0])
-    w = anneal_weights(t if anneal is not None else None, levels, strength, T, anneal)
+    anneal_weights(t if anneal is not None else None, 0, strength, T, anneal)   # validate before drawing
     gdev, work = _gen_device(generator), torch.float64 if dtype == torch.float64 else torch.float32
     base = torch.randn(shape, generator=generator, device=gdev, dtype=work)
     sizes = pyramid_sizes(shape[2], shape[3], levels, downscale, generator)
+    w = anneal_weights(t if anneal is not None else None, len(sizes), strength, T, anneal)
     return _pyramid_sum(base, sizes, w, generator).to(device or gdev, dtype)
 
 def _check_shape(shape):
@@ -148,10 +152,10 @@ def sample_noise(noise_type: str,          # one of NOISE_TYPES
                  strength: float=0.9,      # s of A.1
                  levels: int|None=None,    # pyramid levels for the multires types (None: as many as fit)
                  downscale: str="random",  # 'random' or 'fixed' pyramid factors
-                 anneal_rule: str="marigold", # 'marigold' or 'power' (annealed types)
                  generator: torch.Generator|None=None, # the only source of randomness
                  device=None,              # device of the result (default: the generator's)
-                 dtype: torch.dtype=torch.float32): # dtype of the result
+                 dtype: torch.dtype=torch.float32, # dtype of the result
+                 anneal_rule: str="marigold"): # 'marigold' or 'power' (annealed types)
     "The noise ε of the chosen Table 4 variant, shape `shape`, all randomness from `generator`."
     check_choice("noise_type", noise_type, NOISE_TYPES)
     shape, T = _check_shape(shape), check_int("T", T, 1)

@@ -94,6 +94,36 @@ def test_pyramid_sizes_and_levels():
         assert max(1, int(64/4**i)) <= h <= 64/2**i and h == w
     e = multi_res_noise((2, 4, 1, 1), generator=gen())        # 0 levels fit: standardised Gaussian
     assert e.shape == (2, 4, 1, 1)
+    # levels=None: as many as fit, i.e. stop after the first level with a side of 1 (r = 2: int(log2(min)))
+    for H, W in [(16, 16), (64, 64), (64, 12), (7, 30), (1, 5)]:
+        assert len(pyramid_sizes(H, W, None, "fixed")) == default_levels((1, 1, H, W))
+        for seed in range(5):
+            sz = pyramid_sizes(H, W, None, "random", gen(seed))
+            assert len(sz) <= default_levels((1, 1, H, W))
+            if sz: assert min(sz[-1]) == 1 and all(min(s) > 1 for s in sz[:-1])
+    assert pyramid_sizes(4, 4, 4, "fixed") == [(2, 2), (1, 1), (1, 1), (1, 1)]     # explicit levels are kept
+
+
+def test_contract_positional_order():
+    t = torch.tensor([5, 900])
+    a = sample_noise("multires_annealed", (2, 4, 8, 8), t, 1000, 0.9, None, "fixed", gen(2), "cpu", torch.float64)
+    b = sample_noise("multires_annealed", (2, 4, 8, 8), t, T=1000, strength=0.9, downscale="fixed", generator=gen(2), dtype=torch.float64)
+    assert a.dtype == torch.float64 and torch.equal(a, b)
+
+
+def test_multires_matches_hand_pyramid():
+    "Independent re-derivation of one multires_annealed draw in float64 (fixed factors, explicit levels)."
+    shape, t, L = (3, 2, 8, 8), torch.tensor([0, 400, 999]), 3
+    got = sample_noise("multires_annealed", shape, t, levels=L, downscale="fixed", generator=gen(4), dtype=torch.float64)
+    g = gen(4)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    for i in range(1, L + 1):
+        e = torch.randn(3, 2, 8 // 2**i, 8 // 2**i, generator=g, dtype=torch.float64)
+        w = (0.9 * t.double() / 1000) ** i
+        x = x + F.interpolate(e, size=(8, 8), mode="bilinear", align_corners=False) * w[:, None, None, None]
+    x = x - x.mean((1, 2, 3), keepdim=True)
+    x = x / x.var((1, 2, 3), unbiased=False, keepdim=True).sqrt()
+    torch.testing.assert_close(got, x, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("kw, exc, msg", [
@@ -117,6 +147,7 @@ def test_pyramid_sizes_and_levels():
     (dict(downscale="nearest"), ValueError, "`downscale` must be one of ('random', 'fixed')"),
     (dict(anneal_rule="linear"), ValueError, "`anneal_rule` must be one of ('marigold', 'power')"),
     (dict(generator=42), TypeError, "`generator` must be a torch.Generator"),
+    (dict(levels=None, shape=(2, 4, 8, 8), downscale="bicubic"), ValueError, "`downscale` must be one of"),
     (dict(dtype=torch.int64), TypeError, "`dtype` must be a floating torch.dtype"),
 ])
 def test_sample_noise_bad_inputs(kw, exc, msg):
