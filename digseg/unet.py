@@ -20,6 +20,8 @@ def widen_conv_in(unet: nn.Module,      # a diffusers UNet2DConditionModel (text
     conv = getattr(unet, "conv_in", None)
     if not isinstance(conv, nn.Conv2d): raise TypeError(f"`unet` must have a `conv_in` Conv2d (a diffusers UNet2DConditionModel), got {type(unet).__name__}")
     cur, out_ch = conv.in_channels, unet.config.out_channels
+    if cur != unet.config.in_channels:
+        raise ValueError(f"`unet.conv_in` takes {cur} channels but its config says in_channels={unet.config.in_channels}; refusing an inconsistent model")
     if cur != out_ch:
         raise ValueError(f"`unet` is already widened (conv_in takes {cur} channels, it predicts {out_ch}); widening again would re-halve a trained kernel")
     in_channels = check_int("in_channels", in_channels, cur + 1)

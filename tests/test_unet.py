@@ -49,12 +49,20 @@ def test_save_and_reload_widened(tmp_path):
     with pytest.raises(ValueError, match="already widened"): widen_conv_in(back)
 
 
+def _swapped_conv_in():
+    u = build_unet("tiny"); u.conv_in = nn.Conv2d(8, u.conv_in.out_channels, 3, padding=1)
+    return u
+
+
 @pytest.mark.parametrize("make, kw, exc, msg", [
     (lambda: widen_conv_in(build_unet("tiny")), {}, ValueError, "already widened"),
     (lambda: build_unet("tiny"), dict(in_channels=6), ValueError, "`in_channels` must be a multiple of the current 4"),
     (lambda: build_unet("tiny"), dict(in_channels=4), ValueError, "`in_channels` must be >= 5"),
     (lambda: build_unet("tiny"), dict(in_channels=8.0), TypeError, "`in_channels` must be an integer"),
     (lambda: nn.Conv2d(4, 4, 3), {}, TypeError, "`unet` must have a `conv_in`"),
+    (lambda: build_unet("tiny"), dict(in_channels=0), ValueError, "`in_channels` must be >= 5"),
+    (lambda: build_unet("tiny"), dict(in_channels=-8), ValueError, "`in_channels` must be >= 5"),
+    (lambda: _swapped_conv_in(), {}, ValueError, "config says in_channels=4"),
 ])
 def test_widen_bad_inputs(make, kw, exc, msg):
     with pytest.raises(exc) as e: widen_conv_in(make(), **kw)
