@@ -9,7 +9,7 @@ from pathlib import Path
 from .config import project_root, runs_dir, get_profile
 
 # %% auto #0
-__all__ = ['notebooks_to_run', 'reproduce', 'main']
+__all__ = ['notebooks_to_run', 'reproduce', 'overlay', 'segment_files', 'main']
 
 # %% ../nbs/90_cli.ipynb #dbcf9aab
 def notebooks_to_run(root: Path|None=None):
@@ -43,14 +43,81 @@ def reproduce(profile: str="mini", # 'mini' or 'paper'
     return results
 
 # %% ../nbs/90_cli.ipynb #d753d645
+def overlay(image, labels, alpha: float=0.5):
+    "An RGB uint8 overlay of a label map (BACKGROUND = -1 left as is) on an image in [0, 1] (3, H, W)."
+    import numpy as np, matplotlib
+    img = (image.permute(1, 2, 0).numpy()*255).astype(np.float32)
+    lab = labels.numpy(); colours = np.array([matplotlib.colormaps["tab20"](i % 20)[:3] for i in range(max(1, lab.max() + 1))])*255
+    out = img.copy(); fg = lab >= 0
+    out[fg] = (1 - alpha)*img[fg] + alpha*colours[lab[fg]]
+    return out.clip(0, 255).astype(np.uint8)
+
+def segment_files(pipe, paths: list, classes: list, out_dir, **pipe_kwargs):
+    "Run `pipe` on each image file; write <stem>_labels.png and <stem>_overlay.png to `out_dir`."
+    from PIL import Image
+    from digseg.latents import image_to_tensor
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); written = []
+    for p in paths:
+        x = (image_to_tensor(p) + 1)/2
+        res = pipe(x, classes=classes, **pipe_kwargs)
+        lab = res.labels[0]
+        Image.fromarray((lab + 1).numpy().astype("uint8")).save(out_dir/f"{Path(p).stem}_labels.png")
+        Image.fromarray(overlay(x[0], lab)).save(out_dir/f"{Path(p).stem}_overlay.png")
+        written.append(out_dir/f"{Path(p).stem}_labels.png")
+    return written
+
+# %% ../nbs/90_cli.ipynb #754a1e3a
+def _pipe_args(p):
+    p.add_argument("--steps", type=int, default=1, help="DDIM steps (default 1, trailing)")
+    p.add_argument("--ensemble", type=int, default=1, help="test-time ensemble size E")
+    p.add_argument("--spacing", default="trailing", choices=["trailing", "leading", "linspace"])
+    p.add_argument("--threshold", type=float, default=0.7, help="tau (default 0.7)")
+    p.add_argument("--seed", type=int, default=0)
+
 def main(argv: list|None=None):
     "The `digseg` command."
-    parser = argparse.ArgumentParser(prog="digseg", description="DiGSeg / DEDOS reproduction")
+    parser = argparse.ArgumentParser(prog="digseg", description="DiGSeg / DEDOS: diffusion models as segmentation learners")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("reproduce", help="run the experiments of a profile and write the report")
     p.add_argument("--profile", default="mini", choices=["mini", "paper"])
     p.add_argument("--out", default=None, help="output folder (default runs/<profile>)")
+    p = sub.add_parser("train", help="fine-tune DiGSeg from a YAML config (resumes from the newest checkpoint)")
+    p.add_argument("--config", required=True, help="YAML with model / data / objective / train sections")
+    p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    p.add_argument("--max-steps", type=int, default=None, help="stop at this step")
+    p = sub.add_parser("segment", help="segment images with text prompts")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--model", required=True, help="a saved DiGSeg pipeline folder")
+    p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "red circle,blue star"')
+    p.add_argument("--out", required=True, help="output folder for label PNGs and overlays")
+    _pipe_args(p)
+    p = sub.add_parser("evaluate", help="evaluate a saved pipeline on a dataset; print and write metrics JSON")
+    p.add_argument("--model", required=True, help="a saved DiGSeg pipeline folder")
+    p.add_argument("--data", default="mini_world", help="'mini_world' or a prepared dataset folder (see data_scripts/)")
+    p.add_argument("--split", default="val", help="split to evaluate")
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
+    p.add_argument("--out", required=True, help="output folder (predictions are cached there: a rerun resumes)")
+    _pipe_args(p)
     args = parser.parse_args(argv)
     if args.command == "reproduce":
         results = reproduce(args.profile, args.out)
         return 0 if all(v == "ok" for v in results.values()) else 1
+    if args.command == "train":
+        from digseg.finetune import train_digseg
+        print(f"saved the fine-tuned pipeline to {train_digseg(args.config, resume=not args.no_resume, max_steps=args.max_steps)}")
+        return 0
+    from digseg.pipeline import DiGSegPipeline
+    pipe = DiGSegPipeline.from_pretrained(args.model)
+    kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble, timestep_spacing=args.spacing, threshold=args.threshold)
+    if args.command == "segment":
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        for w in segment_files(pipe, args.images, classes, args.out, generator=__import__("torch").Generator().manual_seed(args.seed), **kw): print(w)
+        return 0
+    import json
+    from digseg.evaluate import evaluate
+    from digseg.data import MiniWorld, SegFolder, seen_class_names, UNSEEN_COMPOSITIONS
+    ds = MiniWorld(args.split, size=args.limit or 200) if args.data == "mini_world" else SegFolder(args.data, args.split)
+    subsets = {"seen": seen_class_names(), "unseen": list(UNSEEN_COMPOSITIONS)} if args.data == "mini_world" else None
+    res = evaluate(pipe, ds, out_dir=args.out, limit=args.limit, subsets=subsets, seed=args.seed, **kw)
+    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
+    return 0

@@ -15,7 +15,7 @@ from .sampler import make_train_scheduler, add_noise, training_target, sample_ti
 from .unet import unet_input, set_trainable, TRAINABLE_GROUPS
 
 # %% auto #0
-__all__ = ['DiGSegObjective', 'DiGSegTrainingModule']
+__all__ = ['DiGSegObjective', 'DiGSegTrainingModule', 'load_config', 'build_pipeline', 'build_training_data', 'train_digseg']
 
 # %% ../nbs/10a_finetune.ipynb #d10ed192
 @dataclass
@@ -62,3 +62,66 @@ class DiGSegTrainingModule(nn.Module):
         pred = self.unet(unet_input(z_x, z_t), t, encoder_hidden_states=cond.to(z_t.dtype)).sample
         target = training_target(self.scheduler, z_y, noise, t)
         return {"loss": F.mse_loss(pred.float(), target.float())}
+
+# %% ../nbs/10a_finetune.ipynb #d0faa278
+def load_config(config):   # a dict, or a path to a YAML file
+    "A run config as a dict with sections model / data / objective / train (unknown sections refused)."
+    import yaml
+    from pathlib import Path
+    if isinstance(config, (str, Path)):
+        p = Path(config)
+        if not p.is_file(): raise FileNotFoundError(f"`config`: no file {p}")
+        config = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(config, dict): raise TypeError(f"`config` must be a dict or a YAML path, got {type(config).__name__}")
+    unknown = set(config) - {"model", "data", "objective", "train", "eval", "profile", "name"}
+    if unknown: raise ValueError(f"`config` has unknown section(s) {sorted(unknown)}")
+    return config
+
+def build_pipeline(model: dict):
+    "The untrained DiGSeg pipeline a `model` config section describes (spec tiny / mini / sd2)."
+    from digseg.models import build_tiny_pipeline, build_sd2_pipeline
+    spec = check_choice("model.spec", model.get("spec", "mini"), ("tiny", "mini", "sd2"))
+    if spec == "tiny": return build_tiny_pipeline(seed=model.get("seed", 0))
+    if spec == "mini":
+        from digseg.prior import build_mini_pipeline, pretrain_prior, PriorConfig
+        prior = model.get("prior_dir") or pretrain_prior(PriorConfig(**model.get("prior", {})), from_scratch_unet=model.get("from_scratch", False))
+        return build_mini_pipeline(prior, from_scratch=model.get("from_scratch", False), seed=model.get("seed", 0))
+    return build_sd2_pipeline(model.get("sd2_path", "stabilityai/stable-diffusion-2"), model.get("clip_weights"), model.get("clip_arch", "ViT-L-14"))
+
+def build_training_data(data: dict, seed: int=0):
+    "Per-(image, class) samples for the `data` config section (the mini world or a prepared dataset folder)."
+    from digseg.data import MiniWorld, SegFolder, ClassMaskSamples, seen_class_names, world_class_names
+    name = data.get("dataset", "mini_world")
+    if name == "mini_world":
+        base = MiniWorld(data.get("split", "train"), size=data.get("size", 4000), seed=data.get("world_seed", 0))
+        vocab = [world_class_names().index(c) for c in seen_class_names()]   # unseen compositions are never prompted
+    else:
+        base = SegFolder(name, data.get("split", "train"), on_error=data.get("on_error", "raise"))
+        vocab = None
+    if data.get("ratio", 1.0) < 1.0:
+        from digseg.benchmarks import subsample
+        base = subsample(base, data["ratio"], seed=seed)
+    bg = data.get("background", "background")
+    exclude = tuple(i for i, n in enumerate(base.class_names) if n == bg)
+    return ClassMaskSamples(base, vocabulary=vocab, exclude=exclude, empty_rate=data.get("empty_rate", 0.2),
+                            size=data.get("image_size", 64), seed=seed)
+
+def train_digseg(config,                 # dict or YAML path (see `load_config`)
+                 resume: bool=True,      # continue from the newest checkpoint of output_dir
+                 max_steps: int|None=None): # stop early (e.g. to measure a learning curve)
+    "Fine-tune DiGSeg as a config says; return the folder of the saved pipeline."
+    from pathlib import Path
+    from digseg.train import Trainer, TrainConfig
+    cfg = load_config(config)
+    tc = TrainConfig.from_dict(cfg.get("train", {}))
+    pipe = build_pipeline(cfg.get("model", {}))
+    module = DiGSegTrainingModule(pipe, DiGSegObjective(**cfg.get("objective", {})))
+    if tc.gradient_checkpointing: pipe.unet.enable_gradient_checkpointing()
+    data = build_training_data(cfg.get("data", {}), seed=tc.seed)
+    trainer = Trainer(module, data, tc)
+    trainer.fit(resume=resume, max_steps=max_steps)
+    out = Path(tc.output_dir)/"model"
+    if trainer.accelerator.is_main_process:
+        pipe.save_pretrained(out)
+        (out/"train_config.json").write_text(__import__("json").dumps(cfg, indent=1, default=str))
+    return out
