@@ -121,3 +121,5 @@ def main(argv: list|None=None):
     res = evaluate(pipe, ds, out_dir=args.out, limit=args.limit, subsets=subsets, seed=args.seed, **kw)
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
     return 0
+
+if __name__ == "__main__": sys.exit(main())   # `python -m digseg.cli` (e.g. under `accelerate launch -m`)

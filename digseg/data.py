@@ -227,7 +227,7 @@ class SegFolder(Dataset):
         "(image uint8 HxWx3, label int64 HxW) of item `i`, checked."
         ip, lp = self.images[i], self.label_path(i)
         if not lp.exists(): raise FileNotFoundError(f"label for {ip} not found: expected {lp}")
-        try: img = np.asarray(Image.open(ip).convert("RGB"))
+        try: img = np.array(Image.open(ip).convert("RGB"))
         except Exception as e: raise ValueError(f"cannot read image {ip}: {e}") from None
         try: lab = np.asarray(Image.open(lp)).astype(np.int64)
         except Exception as e: raise ValueError(f"cannot read label {lp}: {e}") from None
