@@ -122,4 +122,5 @@ def main(argv: list|None=None):
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
     return 0
 
-if __name__ == "__main__": sys.exit(main())   # `python -m digseg.cli` (e.g. under `accelerate launch -m`)
+# `python -m digseg.cli` (e.g. under `accelerate launch -m`); not when this notebook itself runs
+if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())
