@@ -134,7 +134,7 @@ def _call(self: DiGSegPipeline,
         text = self.clip.encode_text(self.clip.tokenize(format_prompts(names, self.config.prompt_template)))[1]
         candidates = propose_candidates(self.clip, (x.to(self.clip.device) + 1)/2, text, global_threshold, patch_threshold).cpu()
     b_idx, k_idx = candidates.nonzero(as_tuple=True)
-    base_seed = int(torch.randint(0, 2**62, (), generator=generator)) if generator is not None else int(torch.randint(0, 2**62, ()))
+    base_seed = int(torch.randint(0, 2**62, (), generator=generator))   # generator=None: torch's global RNG
     per_call, f = max(1, batch_size // ensemble_size), vae_scale_factor(self.vae)
     probs = torch.zeros(B, len(names), H, W); unc = torch.zeros(B, len(names), H, W)
     for s in range(0, len(b_idx), per_call):

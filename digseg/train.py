@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #77b55433
 from __future__ import annotations
-import json, math, os, shutil, signal, time
+import contextlib, json, math, os, shutil, signal, time
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 import torch
@@ -207,7 +207,7 @@ def fit(self: Trainer, resume: bool=True, # continue from the newest complete ch
             t0, total = time.time(), 0.0
             for k in range(cfg.grad_accum):
                 batch, micro = next(batches), self.step * cfg.grad_accum + k
-                ctx = acc.no_sync(self.module) if k < cfg.grad_accum - 1 else _nullcontext()
+                ctx = acc.no_sync(self.module) if k < cfg.grad_accum - 1 else contextlib.nullcontext()
                 with ctx, acc.autocast():
                     loss = self.module(batch, generator=step_generator(cfg.seed * acc.num_processes + acc.process_index, micro))["loss"]
                 if not torch.isfinite(loss):
@@ -232,10 +232,6 @@ def _install_stop_handlers(trainer):
     import threading
     if threading.current_thread() is not threading.main_thread(): return {}
     return {s: signal.signal(s, lambda *_: setattr(trainer, "_stop", True)) for s in (signal.SIGINT, signal.SIGTERM)}
-
-class _nullcontext:
-    def __enter__(self): return self
-    def __exit__(self, *a): return False
 
 Trainer.fit = fit
 
