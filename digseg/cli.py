@@ -9,71 +9,164 @@ from pathlib import Path
 from .config import project_root, runs_dir, get_profile
 
 # %% auto #0
-__all__ = ['notebooks_to_run', 'reproduce', 'overlay', 'segment_files', 'main']
+__all__ = ['EVAL_SETTINGS', 'EVAL_DEFAULTS', 'reproduce', 'segment_files', 'eval_settings', 'eval_dataset', 'eval_kwargs',
+           'run_evaluate', 'main']
 
 # %% ../nbs/90_cli.ipynb #dbcf9aab
-def notebooks_to_run(root: Path|None=None):
-    "(kind, notebooks): the experiment notebooks if any exist, else the library notebooks."
-    nbs = (root or project_root())/"nbs"
-    experiments = sorted((nbs/"experiments").glob("*.ipynb")) if (nbs/"experiments").is_dir() else []
-    if experiments: return "experiments", experiments
-    return "library", sorted(p for p in nbs.glob("[0-9]*.ipynb"))
-
-# %% ../nbs/90_cli.ipynb #b0ddd324
-def reproduce(profile: str="mini", # 'mini' or 'paper'
-              out: Path|None=None): # output folder (default runs/<profile>)
-    "Run the notebooks of the main job through papermill; a failure is reported and the rest still run."
-    import papermill as pm
+def reproduce(profile: str="mini",       # 'mini' or 'paper'
+              out: Path|None=None,       # output folder (default runs/<profile>)
+              only: list|None=None,      # experiment names (default: all)
+              force: bool=False,         # rerun complete experiments too
+              dry_run: bool=False):      # only list and check
+    "Run the experiments of a profile and build the report; return {name: status}."
+    from digseg.report import reproduce as run_all, available_experiments
     get_profile(profile)
-    out = Path(out or runs_dir(profile)); out.mkdir(parents=True, exist_ok=True)
-    kind, nbs = notebooks_to_run()
-    if kind == "library":
-        print("No experiment notebooks exist yet (nbs/experiments/): running the library notebooks, "
-              "which are the package's worked examples and tests.", flush=True)
-    results = {}
-    for i, nb in enumerate(nbs, 1):
-        t0 = time.time(); print(f"[{i}/{len(nbs)}] {nb.name} ...", end=" ", flush=True)
-        try:
-            pm.execute_notebook(str(nb), str(out/nb.name), cwd=str(nb.parent), progress_bar=False, kernel_name="python3")
-            results[nb.name] = "ok"; print(f"ok ({time.time()-t0:.0f} s)", flush=True)
-        except Exception as e:
-            results[nb.name] = f"failed: {type(e).__name__}"; print(f"FAILED ({type(e).__name__}); continuing", flush=True)
-    failed = [k for k, v in results.items() if v != "ok"]
-    print(f"{len(nbs) - len(failed)}/{len(nbs)} notebooks ran; outputs in {out}" + (f"; failed: {failed}" if failed else ""))
-    return results
+    if dry_run:
+        names = [n for n in available_experiments() if not only or n in only]
+        missing = [n for n in names if not (project_root()/"configs"/profile/f"{n}.yaml").exists()]
+        for n in names: print(f"{n}: configs/{profile}/{n}.yaml {'MISSING' if n in missing else 'ok'}")
+        return {n: {"state": "missing config" if n in missing else "ok"} for n in names}
+    return run_all(profile, only=only, force=force, out_root=Path(out) if out else None)
 
 # %% ../nbs/90_cli.ipynb #d753d645
-def overlay(image, labels, alpha: float=0.5):
-    "An RGB uint8 overlay of a label map (BACKGROUND = -1 left as is) on an image in [0, 1] (3, H, W)."
-    import numpy as np, matplotlib
-    img = (image.permute(1, 2, 0).numpy()*255).astype(np.float32)
-    lab = labels.numpy(); colours = np.array([matplotlib.colormaps["tab20"](i % 20)[:3] for i in range(max(1, lab.max() + 1))])*255
-    out = img.copy(); fg = lab >= 0
-    out[fg] = (1 - alpha)*img[fg] + alpha*colours[lab[fg]]
-    return out.clip(0, 255).astype(np.uint8)
-
 def segment_files(pipe, paths: list, classes: list, out_dir, **pipe_kwargs):
     "Run `pipe` on each image file; write <stem>_labels.png and <stem>_overlay.png to `out_dir`."
     from PIL import Image
     from digseg.latents import image_to_tensor
+    from digseg.evaluate import overlay   # imported here: `digseg --help` stays fast
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); written = []
     for p in paths:
         x = (image_to_tensor(p) + 1)/2
         res = pipe(x, classes=classes, **pipe_kwargs)
         lab = res.labels[0]
         Image.fromarray((lab + 1).numpy().astype("uint8")).save(out_dir/f"{Path(p).stem}_labels.png")
-        Image.fromarray(overlay(x[0], lab)).save(out_dir/f"{Path(p).stem}_overlay.png")
+        Image.fromarray(overlay(x[0], lab, num_classes=len(classes))).save(out_dir/f"{Path(p).stem}_overlay.png")
         written.append(out_dir/f"{Path(p).stem}_labels.png")
     return written
 
 # %% ../nbs/90_cli.ipynb #754a1e3a
-def _pipe_args(p):
-    p.add_argument("--steps", type=int, default=1, help="DDIM steps (default 1, trailing)")
-    p.add_argument("--ensemble", type=int, default=1, help="test-time ensemble size E")
-    p.add_argument("--spacing", default="trailing", choices=["trailing", "leading", "linspace"])
-    p.add_argument("--threshold", type=float, default=0.7, help="tau (default 0.7)")
-    p.add_argument("--seed", type=int, default=0)
+EVAL_SETTINGS = ("model", "dataset", "data", "split", "limit", "out", "mode", "crop_size", "stride", "resize_short",
+                 "overlays", "steps", "ensemble", "spacing", "threshold", "seed")
+EVAL_DEFAULTS = dict(overlays=4, steps=1, ensemble=1, spacing="trailing", threshold=0.7, seed=0)
 
+def _size(text: str):
+    "A window size on the command line: '512' or '512,1024' (h, w)."
+    try: v = [int(t) for t in str(text).split(",")]
+    except ValueError: raise argparse.ArgumentTypeError(f"expected N or H,W (integers), got {text!r}") from None
+    if len(v) not in (1, 2) or min(v) < 1: raise argparse.ArgumentTypeError(f"expected N or H,W (integers >= 1), got {text!r}")
+    return v[0] if len(v) == 1 else tuple(v)
+
+def eval_settings(given: dict,             # the flags given on the command line (dest -> value)
+                  config: str|None=None):  # YAML with an `eval:` section
+    "Evaluation settings: command-line flags over the config's `eval:` section over the defaults."
+    cfg, run_dir = {}, None
+    if config is not None:
+        from digseg.finetune import load_config
+        full = load_config(config); cfg = dict(full.get("eval") or {})
+        if unknown := sorted(set(cfg) - set(EVAL_SETTINGS)): raise ValueError(f"`eval` section of {config} has unknown key(s) {unknown}; allowed: {list(EVAL_SETTINGS)}")
+        run_dir = (full.get("train") or {}).get("output_dir")
+        if "model" not in cfg and run_dir: cfg["model"] = str(Path(run_dir)/"model")
+    st = EVAL_DEFAULTS | cfg | {k: v for k, v in given.items() if k in EVAL_SETTINGS and v is not None}
+    if st.get("out") is None and run_dir:   # one folder per dataset under the run
+        st["out"] = str(Path(run_dir)/"eval"/(st.get("dataset") or Path(st.get("data") or "mini_world").name))
+    return st
+
+# %% ../nbs/90_cli.ipynb #3a639e79
+def eval_dataset(dataset: str|None=None, # benchmark name, 'mini_world' or None
+                 data: str|None=None,    # prepared folder (or its parent), 'mini_world', or None
+                 split: str|None=None,   # default: the benchmark's evaluation split ('val' otherwise)
+                 limit: int|None=None):
+    "(name, dataset): the dataset `digseg evaluate` scores; name keys its protocol."
+    from digseg.data import MiniWorld, SegFolder
+    from digseg.benchmarks import load_benchmark, get_benchmark, BENCHMARKS
+    if (dataset or "mini_world") == "mini_world" and (data or "mini_world") == "mini_world":
+        return "mini_world", MiniWorld(split or "val", size=limit or 200)
+    if dataset in (None, "mini_world"):                  # a prepared folder: its dataset.json names it
+        folder = SegFolder(data, split or "val")
+        if folder.info.get("name") not in BENCHMARKS: return folder.info.get("name", "folder"), folder
+        dataset = folder.info["name"]
+    name = get_benchmark(dataset).name
+    return name, load_benchmark(name, data or "datasets/digseg", split)
+
+def eval_kwargs(name: str, settings: dict):
+    "`evaluate` keyword arguments: the protocol of `name`, overridden by the settings given."
+    from digseg.evaluate import EVAL_PROTOCOLS, eval_protocol, check_protocol
+    from digseg.data import seen_class_names, UNSEEN_COMPOSITIONS
+    kw = eval_protocol(name) if name in EVAL_PROTOCOLS else {}
+    if settings.get("mode") is not None and settings["mode"] != kw.get("mode"):
+        kw = {k: v for k, v in kw.items() if k not in ("crop_size", "stride")}   # another mode: the protocol's windows do not apply
+    if settings.get("crop_size") is not None: kw.pop("stride", None)              # a new crop: its own default stride
+    kw.update({k: settings[k] for k in ("mode", "crop_size", "stride") if settings.get(k) is not None})
+    if settings.get("resize_short") is not None: kw["resize_short"] = settings["resize_short"] or None   # 0: native size
+    check_protocol(kw.get("mode", "whole"), kw.get("crop_size"), kw.get("stride"), kw.get("resize_short"))
+    if name == "mini_world": kw["subsets"] = {"seen": seen_class_names(), "unseen": list(UNSEEN_COMPOSITIONS)}
+    return kw
+
+# %% ../nbs/90_cli.ipynb #f9ab33ca
+def _pipe_args(p, suppress: bool=False): # suppress: absent flags stay absent (the config may set them)
+    d = lambda v: argparse.SUPPRESS if suppress else v
+    p.add_argument("--steps", type=int, default=d(1), help="DDIM steps (default 1, trailing)")
+    p.add_argument("--ensemble", type=int, default=d(1), help="test-time ensemble size E (default 1)")
+    p.add_argument("--spacing", default=d("trailing"), choices=["trailing", "leading", "linspace"], help="DDIM timestep spacing (default trailing)")
+    p.add_argument("--threshold", type=float, default=d(0.7), help="tau, also the background threshold (default 0.7)")
+    p.add_argument("--seed", type=int, default=d(0), help="noise seed (default 0)")
+
+_EVAL_EPILOG = """examples:
+  digseg evaluate --model runs/mini/train/model --out eval/mini             # the mini world, val split
+  digseg evaluate --model MODEL --dataset A-150 --data datasets/digseg --out eval/ade150
+  digseg evaluate --model MODEL --dataset cityscapes --mode whole --resize-short 512 --out eval/cs_whole
+  digseg evaluate --config configs/paper/train.yaml --dataset pc59 --limit 100
+
+Each benchmark is evaluated with its protocol (digseg.evaluate.EVAL_PROTOCOLS); --mode, --crop-size,
+--stride and --resize-short override it. Predictions are cached in --out/preds: a rerun resumes."""
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="evaluate a saved pipeline on a dataset; print and write metrics JSON",
+                       epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", default=None, help="YAML whose `eval:` section sets any of these options (flags win)")
+    p.add_argument("--model", help="a saved DiGSeg pipeline folder (default with --config: <train.output_dir>/model)")
+    p.add_argument("--dataset", help="benchmark to evaluate: ade150 | ade847 | pc59 | pc459 | voc20 | voc20b | cocostuff171 | "
+                   "cityscapes | bdd100k | deepglobe | phenobench | refuge2 (or the papers' names, e.g. A-150), or mini_world")
+    p.add_argument("--data", help="'mini_world', a prepared folder, or with --dataset the prepared folder or its parent "
+                   "(default datasets/digseg)")
+    p.add_argument("--split", help="split to evaluate (default: the split the papers report; 'val' for the mini world)")
+    p.add_argument("--limit", type=int, help="evaluate the first N images only")
+    p.add_argument("--out", help="output folder: metrics.json, protocol.json, preds/ (cached: a rerun resumes), overlays/ "
+                   "(default with --config: <train.output_dir>/eval/<dataset>)")
+    p.add_argument("--mode", choices=["whole", "slide"], help="whole-image or sliding-window inference (default: the dataset's protocol)")
+    p.add_argument("--crop-size", dest="crop_size", type=_size, help="sliding-window size, N or H,W (with --mode slide)")
+    p.add_argument("--stride", type=_size, help="sliding-window step, N or H,W (default 2/3 of the crop)")
+    p.add_argument("--resize-short", dest="resize_short", type=int, help="resize the shorter image side to N before inference (0: native size)")
+    p.add_argument("--overlays", type=int, help="write image | ground truth | prediction PNGs of the first N images (default 4)")
+    _pipe_args(p, suppress=True)
+    return p
+
+# %% ../nbs/90_cli.ipynb #2b36fd1b
+def run_evaluate(settings: dict, # from `eval_settings`
+                 fail):          # called with a message on bad settings (the parser's `error`)
+    "`digseg evaluate`: load the model and dataset, evaluate, print the summary; returns 0."
+    import json
+    from digseg.evaluate import evaluate
+    from digseg.pipeline import DiGSegPipeline
+    try:
+        if settings.get("model") is None: fail("--model is required (or a --config whose train.output_dir holds the model)")
+        if settings.get("out") is None: fail("--out is required (or `out:` in the config's eval section)")
+        if settings.get("limit") is not None and settings["limit"] < 1: fail(f"--limit must be >= 1, got {settings['limit']}")
+        if settings["overlays"] < 0: fail(f"--overlays must be >= 0, got {settings['overlays']}")
+        name, ds = eval_dataset(settings.get("dataset"), settings.get("data"), settings.get("split"), settings.get("limit"))
+        kw = eval_kwargs(name, settings)
+        pipe = DiGSegPipeline.from_pretrained(settings["model"])
+    except (ValueError, FileNotFoundError) as e: fail(str(e))
+    pipe_kw = dict(num_inference_steps=settings["steps"], ensemble_size=settings["ensemble"],
+                   timestep_spacing=settings["spacing"], threshold=settings["threshold"])
+    res = evaluate(pipe, ds, out_dir=settings["out"], limit=settings.get("limit"), overlays=settings["overlays"],
+                   seed=settings["seed"], **kw, **pipe_kw)
+    summary = {"dataset": name} | {k: v for k, v in res.items() if not isinstance(v, (list, dict))}
+    if "binary" in res: summary["binary"] = res["binary"]
+    print(json.dumps(summary, indent=1)); print(f"metrics written to {Path(settings['out'])/'metrics.json'}")
+    return 0
+
+# %% ../nbs/90_cli.ipynb #ec1f6a1e
 def main(argv: list|None=None):
     "The `digseg` command."
     parser = argparse.ArgumentParser(prog="digseg", description="DiGSeg / DEDOS: diffusion models as segmentation learners")
@@ -81,6 +174,9 @@ def main(argv: list|None=None):
     p = sub.add_parser("reproduce", help="run the experiments of a profile and write the report")
     p.add_argument("--profile", default="mini", choices=["mini", "paper"])
     p.add_argument("--out", default=None, help="output folder (default runs/<profile>)")
+    p.add_argument("--only", default=None, help="comma-separated experiment names (default: all)")
+    p.add_argument("--force", action="store_true", help="rerun experiments whose outputs are complete")
+    p.add_argument("--dry-run", action="store_true", help="list the experiments and check their configs, run nothing")
     p = sub.add_parser("train", help="fine-tune DiGSeg from a YAML config (resumes from the newest checkpoint)")
     p.add_argument("--config", required=True, help="YAML with model / data / objective / train sections")
     p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
@@ -91,35 +187,25 @@ def main(argv: list|None=None):
     p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "red circle,blue star"')
     p.add_argument("--out", required=True, help="output folder for label PNGs and overlays")
     _pipe_args(p)
-    p = sub.add_parser("evaluate", help="evaluate a saved pipeline on a dataset; print and write metrics JSON")
-    p.add_argument("--model", required=True, help="a saved DiGSeg pipeline folder")
-    p.add_argument("--data", default="mini_world", help="'mini_world' or a prepared dataset folder (see data_scripts/)")
-    p.add_argument("--split", default="val", help="split to evaluate")
-    p.add_argument("--limit", type=int, default=None, help="first N images only")
-    p.add_argument("--out", required=True, help="output folder (predictions are cached there: a rerun resumes)")
-    _pipe_args(p)
+    ev = _add_evaluate(sub)
     args = parser.parse_args(argv)
     if args.command == "reproduce":
-        results = reproduce(args.profile, args.out)
-        return 0 if all(v == "ok" for v in results.values()) else 1
+        results = reproduce(args.profile, args.out, args.only.split(",") if args.only else None, args.force, args.dry_run)
+        return 0 if all(v["state"] == "ok" for v in results.values()) else 1
     if args.command == "train":
         from digseg.finetune import train_digseg
         print(f"saved the fine-tuned pipeline to {train_digseg(args.config, resume=not args.no_resume, max_steps=args.max_steps)}")
         return 0
+    if args.command == "evaluate":
+        given = vars(args)
+        try: settings = eval_settings(given, given.get("config"))
+        except (ValueError, TypeError, FileNotFoundError) as e: ev.error(str(e))
+        return run_evaluate(settings, ev.error)
     from digseg.pipeline import DiGSegPipeline
     pipe = DiGSegPipeline.from_pretrained(args.model)
     kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble, timestep_spacing=args.spacing, threshold=args.threshold)
-    if args.command == "segment":
-        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-        for w in segment_files(pipe, args.images, classes, args.out, generator=__import__("torch").Generator().manual_seed(args.seed), **kw): print(w)
-        return 0
-    import json
-    from digseg.evaluate import evaluate
-    from digseg.data import MiniWorld, SegFolder, seen_class_names, UNSEEN_COMPOSITIONS
-    ds = MiniWorld(args.split, size=args.limit or 200) if args.data == "mini_world" else SegFolder(args.data, args.split)
-    subsets = {"seen": seen_class_names(), "unseen": list(UNSEEN_COMPOSITIONS)} if args.data == "mini_world" else None
-    res = evaluate(pipe, ds, out_dir=args.out, limit=args.limit, subsets=subsets, seed=args.seed, **kw)
-    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    for w in segment_files(pipe, args.images, classes, args.out, generator=__import__("torch").Generator().manual_seed(args.seed), **kw): print(w)
     return 0
 
 # `python -m digseg.cli` (e.g. under `accelerate launch -m`); not when this notebook itself runs

@@ -16,7 +16,7 @@ from .config import check_int, check_float, check_choice
 # %% auto #0
 __all__ = ['COLOURS', 'SHAPES', 'DOMAINS', 'BACKGROUND', 'UNSEEN_COMPOSITIONS', 'SPLITS', 'world_class_names', 'shape_mask',
            'background', 'WorldConfig', 'render_scene', 'seen_class_names', 'MiniWorld', 'label_to_png',
-           'write_dataset_info', 'write_split', 'SegFolder', 'augment', 'ClassMaskSamples']
+           'write_dataset_info', 'write_split', 'SegFolder', 'read_dataset_info', 'augment', 'ClassMaskSamples']
 
 # %% ../nbs/07_data.ipynb #58d7d23c
 COLOURS = {"red": (215, 45, 40), "green": (45, 170, 65), "blue": (45, 85, 215), "yellow": (230, 205, 45)}
@@ -211,16 +211,16 @@ class SegFolder(Dataset):
     "A dataset in the common on-disk layout (a prepared benchmark or a written mini world split)."
     def __init__(self, root,                 # folder holding dataset.json
                  split: str,                 # split folder name
-                 on_error: str="raise"):     # 'raise', or 'skip' to drop unreadable items (counted in `skipped`)
+                 on_error: str="raise"):     # 'raise', or 'skip' to drop unreadable items (listed in `skipped`)
         self.root = Path(root); info_path = self.root/"dataset.json"
         if not info_path.exists(): raise FileNotFoundError(f"`root`: no dataset.json in {self.root} (prepare the dataset with data_scripts/ first)")
-        self.info = json.loads(info_path.read_text())
+        self.info = read_dataset_info(info_path)
         self.class_names, self.ignore_index = self.info["class_names"], self.info["ignore_index"]
         self.split, self.on_error = split, check_choice("on_error", on_error, ("raise", "skip"))
         img_dir = self.root/"images"/split
         if not img_dir.is_dir(): raise FileNotFoundError(f"`split`: no folder {img_dir}; splits on disk: {sorted(self.info.get('splits', {}))}")
         self.images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        self.skipped = []
+        self.skipped = {}                    # path -> reason, each unreadable item once
     def __len__(self): return len(self.images)
     def label_path(self, i): return self.root/"annotations"/self.split/(self.images[i].stem + ".png")
     def load(self, i):
@@ -238,10 +238,18 @@ class SegFolder(Dataset):
         return img, lab
     def __getitem__(self, i):
         try: img, lab = self.load(i)
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError) as e:
             if self.on_error == "raise": raise
-            self.skipped.append(str(self.images[i])); return None
+            self.skipped[str(self.images[i])] = str(e); return None
         return {"image": torch.from_numpy(img).permute(2, 0, 1).float()/255, "label": torch.from_numpy(lab), "id": self.images[i].stem}
+
+def read_dataset_info(path): # a dataset.json
+    "The checked contents of a `dataset.json`; a damaged one raises `ValueError` naming it."
+    try: info = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"{path} is not valid JSON ({e}): prepare the dataset again") from None
+    missing = [k for k in ("class_names", "ignore_index") if k not in (info if isinstance(info, dict) else {})]
+    if missing: raise ValueError(f"{path} lacks {missing}: prepare the dataset again")
+    return info
 
 # %% ../nbs/07_data.ipynb #8d59284e
 def augment(image: torch.Tensor,        # (3, H, W) float in [0, 1]
@@ -284,9 +292,17 @@ class ClassMaskSamples(Dataset):
         self.exclude, self.size, self.augment_kw = set(exclude), size, augment_kw or {}
     def set_epoch(self, epoch: int): self.epoch = check_int("epoch", epoch, 0)
     def __len__(self): return len(self.base)
+    @property
+    def skipped(self): return getattr(self.base, "skipped", {})
+    def _readable(self, i):
+        "Item `i` of the base dataset, or the next readable one when the base skips it."
+        for j in range(len(self.base)):
+            item = self.base[(i + j) % len(self.base)]
+            if item is not None: return item
+        raise ValueError(f"`base`: every one of its {len(self.base)} items is unreadable, e.g. {next(iter(self.skipped), '?')}")
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(_item_seed(self.seed, f"epoch{self.epoch}", i) % 2**63)
-        item = self.base[i]; image, label = item["image"], item["label"]
+        item = self._readable(i); image, label = item["image"], item["label"]
         if self.size is not None: image, label = augment(image, label, self.size, g, ignore_index=self.ignore_index, **self.augment_kw)
         present = [c for c in label.unique().tolist() if c in self.vocabulary]
         absent = [c for c in self.vocabulary if c not in present]

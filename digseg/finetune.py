@@ -15,9 +15,12 @@ from .sampler import make_train_scheduler, add_noise, training_target, sample_ti
 from .unet import unet_input, set_trainable, TRAINABLE_GROUPS
 
 # %% auto #0
-__all__ = ['DiGSegObjective', 'DiGSegTrainingModule', 'load_config', 'build_pipeline', 'build_training_data', 'train_digseg']
+__all__ = ['MASK_LOSSES', 'DiGSegObjective', 'predicted_clean', 'decoded_mask_loss', 'DiGSegTrainingModule', 'load_config',
+           'build_pipeline', 'build_training_data', 'train_digseg']
 
 # %% ../nbs/10a_finetune.ipynb #d10ed192
+MASK_LOSSES = ("none", "l2", "bce_dice")
+
 @dataclass
 class DiGSegObjective:
     "Options of the DiGSeg training objective (§3.6, A.1, A.2)."
@@ -28,14 +31,44 @@ class DiGSegObjective:
     prediction_type: str|None = None        # None: the pipeline scheduler's
     timestep_range: tuple = (0, 1000)       # training timesteps [low, high)
     trainable: str = "full"                 # 'full' or 'paper_a2' (A.2)
+    mask_loss: str = "none"                 # NOT in the paper: 'l2' / 'bce_dice' on the decoded one-step mask
+    mask_loss_weight: float = 1.0           # its weight beside the DDPM loss
     def __post_init__(self):
         check_choice("noise_type", self.noise_type, NOISE_TYPES)
+        check_choice("mask_loss", self.mask_loss, MASK_LOSSES); check_float("mask_loss_weight", self.mask_loss_weight, 0.0)
         check_choice("trainable", self.trainable, TRAINABLE_GROUPS)
         if self.prediction_type is not None: check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         lo, hi = self.timestep_range
         if not 0 <= lo < hi <= 1000: raise ValueError(f"`timestep_range` must satisfy 0 <= low < high <= 1000, got {self.timestep_range}")
 
 # %% ../nbs/10a_finetune.ipynb #d0e89fb4
+def predicted_clean(scheduler,             # the training scheduler (its alphas and prediction type)
+                    z_t: torch.Tensor,     # noisy latents (B, C, h, w)
+                    pred: torch.Tensor,    # the U-Net's output
+                    t: torch.Tensor):      # integer timesteps (B,)
+    "The clean latent $\\hat z_0$ implied by a prediction of the scheduler's type (ε, v or z_0)."
+    ab = scheduler.alphas_cumprod.to(z_t.device, torch.float32)[t.long()].view(-1, 1, 1, 1)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon": return (z_t - (1 - ab).sqrt() * pred) / ab.sqrt()
+    if kind == "v_prediction": return ab.sqrt() * z_t - (1 - ab).sqrt() * pred
+    return pred
+
+def decoded_mask_loss(vae, z0: torch.Tensor,   # predicted clean mask latents (B, C, h, w)
+                      mask: torch.Tensor,        # target binary masks (B, H, W) in {0, 1}
+                      valid: torch.Tensor|None=None, # (B, H, W) 1 where the target is defined (ignore label: 0)
+                      kind: str="bce_dice"):     # 'l2' or 'bce_dice'
+    "Loss between the VAE decode of mask latents and binary target masks, over valid pixels."
+    sh, sc = getattr(vae.config, "shift_factor", None) or 0.0, vae.config.scaling_factor
+    grey = vae.decode(z0 / sc + sh).sample.mean(1)[:, :mask.shape[-2], :mask.shape[-1]].float()  # (B, H, W) ~[-1, 1]
+    mask = mask.float(); valid = torch.ones_like(mask) if valid is None else valid.float()
+    n = valid.sum().clamp_min(1)
+    if kind == "l2": return ((grey - (mask*2 - 1))**2 * valid).sum() / n
+    p = ((grey + 1) / 2).clamp(1e-4, 1 - 1e-4)
+    bce = (F.binary_cross_entropy(p, mask, reduction="none") * valid).sum() / n
+    inter, total = (p * mask * valid).flatten(1).sum(1), ((p + mask) * valid).flatten(1).sum(1)
+    return bce + (1 - (2*inter + 1) / (total + 1)).mean()   # + soft Dice (1 smooths empty masks)
+
+# %% ../nbs/10a_finetune.ipynb #f76a3db7
 class DiGSegTrainingModule(nn.Module):
     "Wraps a `DiGSegPipeline`'s components as a module whose forward returns the §3.6 loss."
     def __init__(self, pipe, objective: DiGSegObjective=DiGSegObjective()):
@@ -45,6 +78,8 @@ class DiGSegTrainingModule(nn.Module):
         self.conditioner = pipe.conditioner
         pt = objective.prediction_type or pipe.scheduler.config.prediction_type
         self.scheduler = make_train_scheduler(prediction_type=pt)
+        if pipe.scheduler.config.prediction_type != pt:   # the saved pipeline must sample what was trained
+            pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=pt)
         self.vae.requires_grad_(False); self.clip.requires_grad_(False)
         set_trainable(self.unet, objective.trainable, extra_modules=[self.text_projection])
     def forward(self, batch, generator: torch.Generator):
@@ -61,7 +96,13 @@ class DiGSegTrainingModule(nn.Module):
         z_t = add_noise(self.scheduler, z_y, noise, t)
         pred = self.unet(unet_input(z_x, z_t), t, encoder_hidden_states=cond.to(z_t.dtype)).sample
         target = training_target(self.scheduler, z_y, noise, t)
-        return {"loss": F.mse_loss(pred.float(), target.float())}
+        out = {"loss": F.mse_loss(pred.float(), target.float())}
+        if o.mask_loss != "none":
+            out["ddpm_loss"] = out["loss"].detach()
+            out["mask_loss"] = decoded_mask_loss(self.vae, predicted_clean(self.scheduler, z_t, pred, t),
+                                                 batch["mask"].to(dev), batch.get("valid", None), o.mask_loss)
+            out["loss"] = out["loss"] + o.mask_loss_weight * out["mask_loss"]
+        return out
 
 # %% ../nbs/10a_finetune.ipynb #d0faa278
 def load_config(config):   # a dict, or a path to a YAML file
@@ -96,11 +137,15 @@ def build_training_data(data: dict, seed: int=0):
         base = MiniWorld(data.get("split", "train"), size=data.get("size", 4000), seed=data.get("world_seed", 0))
         vocab = [world_class_names().index(c) for c in seen_class_names()]   # unseen compositions are never prompted
     else:
-        base = SegFolder(name, data.get("split", "train"), on_error=data.get("on_error", "raise"))
+        from digseg.benchmarks import BENCHMARKS, load_benchmark
+        if name in BENCHMARKS:   # a registry name: checked against its registered classes and ignore label
+            base = load_benchmark(name, data.get("root", "datasets/digseg"), data.get("split", "train"), on_error=data.get("on_error", "raise"))
+        else: base = SegFolder(name, data.get("split", "train"), on_error=data.get("on_error", "raise"))
         vocab = None
-    if data.get("ratio", 1.0) < 1.0:
+    ratio = check_float("data.ratio", data.get("ratio", 1.0), 0.0, 1.0)
+    if ratio < 1.0:   # Fig. 6: the subset is fixed by `ratio_seed`, not by the training seed
         from digseg.benchmarks import subsample
-        base = subsample(base, data["ratio"], seed=seed)
+        base = subsample(base, ratio, seed=data.get("ratio_seed", 0))
     bg = data.get("background", "background")
     exclude = tuple(i for i, n in enumerate(base.class_names) if n == bg)
     return ClassMaskSamples(base, vocabulary=vocab, exclude=exclude, empty_rate=data.get("empty_rate", 0.2),
@@ -119,9 +164,14 @@ def train_digseg(config,                 # dict or YAML path (see `load_config`)
     if tc.gradient_checkpointing: pipe.unet.enable_gradient_checkpointing()
     data = build_training_data(cfg.get("data", {}), seed=tc.seed)
     trainer = Trainer(module, data, tc)
-    trainer.fit(resume=resume, max_steps=max_steps)
+    if trainer.fit(resume=resume, max_steps=max_steps) < min(max_steps or tc.max_steps, tc.max_steps):
+        # stopped by SIGINT/SIGTERM: the checkpoint is written, but an unfinished model is not published
+        raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; rerun to resume from {tc.output_dir}")
     out = Path(tc.output_dir)/"model"
-    if trainer.accelerator.is_main_process:
-        pipe.save_pretrained(out)
-        (out/"train_config.json").write_text(__import__("json").dumps(cfg, indent=1, default=str))
+    if trainer.accelerator.is_main_process:   # written beside, then renamed: a killed save never leaves half a model
+        import json, os, shutil
+        tmp = out.with_name(".model.tmp"); shutil.rmtree(tmp, ignore_errors=True)
+        pipe.save_pretrained(tmp)
+        (tmp/"train_config.json").write_text(json.dumps(cfg, indent=1, default=str))
+        shutil.rmtree(out, ignore_errors=True); os.replace(tmp, out)
     return out

@@ -23,13 +23,15 @@ def _pil_to_array(im: Image.Image):
     "A PIL image as a float64 H×W×3 array in [0, 1] (grey replicated, alpha dropped, 16-bit scaled)."
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         a = np.asarray(im).astype(np.float64)
-        if a.min() < 0 or a.max() > 65535: raise ValueError(f"`image`: 32-bit integer PIL image has values outside [0, 65535]")
+        if a.size and (a.min() < 0 or a.max() > 65535): raise ValueError(f"`image`: 32-bit integer PIL image has values outside [0, 65535]")
         a = a/65535
     elif im.mode == "F":
         a = np.asarray(im).astype(np.float64)
     else:
-        if im.mode in ("1", "L", "LA"): im = im.convert("L")
-        elif im.mode != "RGB": im = im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB")
+        try:
+            if im.mode in ("1", "L", "LA"): im = im.convert("L")
+            elif im.mode != "RGB": im = im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB")
+        except ValueError as e: raise ValueError(f"`image`: PIL mode {im.mode!r} cannot be converted to RGB ({e}); convert it first") from None
         a = np.asarray(im).astype(np.float64)/255
     if a.ndim == 2: a = a[..., None]
     return np.broadcast_to(a, (*a.shape[:2], 3)) if a.shape[-1] == 1 else a[..., :3]
@@ -48,11 +50,13 @@ def _array_to_float(a: np.ndarray):
 
 # %% ../nbs/01_latents.ipynb #7f74e5b3
 def _check_unit_range(name: str, x: Tensor, hint: str=""):
-    "Raise unless the float tensor `x` is finite and in [0, 1]."
+    "Raise unless the float tensor `x` is non-empty, finite and in [0, 1] (rounding-level excess is clamped)."
+    if x.numel() == 0: raise ValueError(f"`{name}` is empty, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all(): raise ValueError(f"`{name}` contains NaN or infinite values")
     lo, hi = x.min().item(), x.max().item()
-    if lo < 0 or hi > 1: raise ValueError(f"`{name}` values must be in [0, 1], got range [{lo:.4g}, {hi:.4g}]{hint}")
-    return x
+    # resampling (antialiased resize in augmentation) overshoots by float rounding: tolerate 1e-4
+    if lo < -1e-4 or hi > 1 + 1e-4: raise ValueError(f"`{name}` values must be in [0, 1], got range [{lo:.4g}, {hi:.4g}]{hint}")
+    return x.clamp(0, 1) if lo < 0 or hi > 1 else x
 
 _IMAGE_HINT = " (float images are [0, 1]; pass 0-255 data as uint8)"
 
@@ -64,6 +68,7 @@ def _image_to_unit(image) -> Tensor:
         try:
             with Image.open(p) as im: im.load(); return _image_to_unit(im)
         except UnidentifiedImageError as e: raise ValueError(f"`image`: {p} is not an image PIL can read") from e
+        except OSError as e: raise ValueError(f"`image`: {p} is damaged or truncated ({e})") from e
     if isinstance(image, Image.Image): a = _pil_to_array(image)
     elif isinstance(image, np.ndarray): a = _array_to_float(image)
     elif isinstance(image, Tensor): return _torch_to_unit(image)
@@ -93,6 +98,7 @@ def image_to_tensor(image,                       # PIL image, numpy array, torch
         if len(sizes) > 1: raise ValueError(f"`image` list items must all have the same size, got {sorted(sizes)}")
         x = torch.cat(parts)
     else: x = _image_to_unit(image)
+    if x.numel() == 0: raise ValueError(f"`image` is empty, got shape {tuple(x.shape)}")
     return (x*2 - 1).to(dtype)
 
 # %% ../nbs/01_latents.ipynb #f8aba4aa

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_models.ipynb #2d55c910
 from __future__ import annotations
-import copy
+import copy, json
 import torch
 from diffusers import UNet2DConditionModel, AutoencoderKL, DDIMScheduler, DDPMScheduler
 from .config import check_choice, check_int
@@ -12,7 +12,8 @@ from .config import check_choice, check_int
 # %% auto #0
 __all__ = ['SD2_UNET_CONFIG', 'SD2_VAE_CONFIG', 'SD2_SCHEDULER_CONFIG', 'TINY_UNET_CONFIG', 'TINY_VAE_CONFIG', 'ARCHITECTURES',
            'MINI_UNET_CONFIG', 'MINI_VAE_CONFIG', 'MINI_CLIP_CONFIG', 'SPECS', 'build_unet', 'build_vae',
-           'resolve_pretrained', 'load_sd2', 'build_tiny_pipeline', 'assemble_pipeline', 'build_sd2_pipeline']
+           'resolve_pretrained', 'check_safetensors', 'check_weight_files', 'load_sd2', 'build_tiny_pipeline',
+           'assemble_pipeline', 'build_sd2_pipeline']
 
 # %% ../nbs/06_models.ipynb #f68c3a11
 SD2_UNET_CONFIG = dict(
@@ -92,6 +93,26 @@ def resolve_pretrained(name_or_path: str,   # a local directory, or a hub id alr
             f"`huggingface-cli download {name_or_path} --local-dir DIR`), copy DIR here and pass its path.") from None
 
 # %% ../nbs/06_models.ipynb #a94d0b7c
+def check_safetensors(path): # a .safetensors file
+    "Raise `ValueError` naming `path` unless it is a complete safetensors file (header and all tensor bytes present)."
+    p = Path(path); size = p.stat().st_size
+    try:
+        with open(p, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or not 2 <= n <= size - 8: raise ValueError(f"header size {n} does not fit in {size} bytes")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise ValueError(f"{p} is not a readable safetensors file ({e}): it is damaged or truncated; copy or save it again") from None
+    if 8 + n + end != size:
+        raise ValueError(f"{p} is truncated or damaged: its header describes {8 + n + end} bytes, the file has {size}; copy or save it again")
+    return p
+
+def check_weight_files(folder): # a model or pipeline folder
+    "Check every safetensors file under `folder` with `check_safetensors`."
+    for f in sorted(Path(folder).rglob("*.safetensors")): check_safetensors(f)
+
+# %% ../nbs/06_models.ipynb #82bb5324
 def load_sd2(name_or_path: str="stabilityai/stable-diffusion-2", # SD2 folder (diffusers layout) or cached hub id
              torch_dtype: torch.dtype=torch.float32):
     "(unet, vae, scheduler_config) of Stable Diffusion 2 from a local diffusers folder, checked."
@@ -99,9 +120,14 @@ def load_sd2(name_or_path: str="stabilityai/stable-diffusion-2", # SD2 folder (d
     for sub in ("unet", "vae", "scheduler"):
         if not (root/sub).is_dir():
             raise FileNotFoundError(f"`sd2`: {root} lacks the '{sub}/' folder of a diffusers Stable Diffusion layout")
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=torch_dtype)
-    vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=torch_dtype)
-    sched = dict(DDIMScheduler.load_config(root, subfolder="scheduler"))
+    try: check_weight_files(root/"unet"); check_weight_files(root/"vae")
+    except ValueError as e: raise ValueError(f"`sd2`: {e}") from None
+    try:
+        unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=torch_dtype)
+        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=torch_dtype)
+        sched = dict(DDIMScheduler.load_config(root, subfolder="scheduler"))
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
+        raise ValueError(f"`sd2`: cannot load Stable Diffusion from {root}: {e}") from e
     if unet.config.in_channels != vae.config.latent_channels:
         raise ValueError(f"`sd2`: the U-Net in {root} takes {unet.config.in_channels} channels, the VAE makes "
                          f"{vae.config.latent_channels}: not a text-to-image Stable Diffusion checkpoint")
@@ -147,7 +173,8 @@ SPECS = ("tiny", "mini", "sd2")
 def assemble_pipeline(unet, vae, clip,           # a text-to-image U-Net (4 channels), its VAE, a ClipBackbone
                       scheduler_config: dict|None=None, # the generator's scheduler config (default SD2's)
                       vocabulary: list|None=None,
-                      residual_projection: bool=False): # identity-initialised projection (needs equal widths)
+                      residual_projection: bool=False, # identity-initialised projection (needs equal widths)
+                      processing_resolution: int|None=None): # working long side (None: the U-Net's sample size in pixels)
     "Turn a pretrained text-to-image generator into an untrained DiGSeg pipeline (§3.3: conv_in 4 -> 8)."
     from digseg.pipeline import DiGSegPipeline
     from digseg.text import TextProjection
@@ -157,16 +184,18 @@ def assemble_pipeline(unet, vae, clip,           # a text-to-image U-Net (4 chan
     sc.pop("timestep_spacing", None)
     proj = TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim, residual_init=residual_projection)
     return DiGSegPipeline(vae=vae, unet=widen_conv_in(unet, 2*vae.config.latent_channels), clip=clip,
-                          text_projection=proj, scheduler=make_sampler(**sc), vocabulary=vocabulary)
+                          text_projection=proj, scheduler=make_sampler(**sc), vocabulary=vocabulary,
+                          processing_resolution=processing_resolution)
 
 def build_sd2_pipeline(sd2_path: str="stabilityai/stable-diffusion-2", # SD2 diffusers folder (or cached hub id)
                        clip_weights: str|None=None,   # open_clip checkpoint file of CLIP ViT-L/14
                        clip_arch: str="ViT-L-14",
                        vocabulary: list|None=None,
-                       torch_dtype: torch.dtype=torch.float32):
+                       torch_dtype: torch.dtype=torch.float32,
+                       processing_resolution: int=512): # §4.1: inputs resized to 512
     "The paper's starting point: SD2 + CLIP ViT-L/14 + a fresh projection MLP, as an untrained DiGSeg pipeline."
     from digseg.text import ClipBackbone
     if clip_weights is None: raise ValueError("`clip_weights`: pass the path of an open_clip checkpoint file of CLIP ViT-L/14 (digseg never downloads)")
     unet, vae, sched = load_sd2(sd2_path, torch_dtype)
     clip = ClipBackbone.from_open_clip(clip_arch, clip_weights)
-    return assemble_pipeline(unet, vae, clip, sched, vocabulary)
+    return assemble_pipeline(unet, vae, clip, sched, vocabulary, processing_resolution=processing_resolution)

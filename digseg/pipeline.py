@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_pipeline.ipynb #9c0649a8
 from __future__ import annotations
-import hashlib
+import hashlib, json
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
@@ -15,9 +15,11 @@ from .latents import image_to_tensor, encode_pixels, decode_mask, vae_scale_fact
 from .text import TextConditioner, TextEmbeddingCache, format_prompts, PROMPT_TEMPLATE
 from .unet import unet_input
 from .sampler import denoise, TIMESTEP_SPACINGS
+from .models import resolve_pretrained, check_weight_files
 
 # %% auto #0
-__all__ = ['BACKGROUND', 'propose_candidates', 'aggregate', 'pair_generators', 'DiGSegOutput', 'DiGSegPipeline', 'check_inputs']
+__all__ = ['BACKGROUND', 'propose_candidates', 'aggregate', 'pair_generators', 'working_size', 'DiGSegOutput', 'DiGSegPipeline',
+           'check_inputs']
 
 # %% ../nbs/10_pipeline.ipynb #a68e1a61
 @torch.no_grad()
@@ -48,14 +50,31 @@ def aggregate(probabilities: torch.Tensor,       # (B, K, H, W) mask maps in [0,
     return labels.masked_fill(best < background_threshold, BACKGROUND)
 
 # %% ../nbs/10_pipeline.ipynb #f7a712ba
-def pair_generators(base_seed: int, image_index: torch.Tensor, class_index: torch.Tensor, ensemble_size: int):
+def pair_generators(base_seed: int|list,       # one base seed, or one per image
+                    image_index: torch.Tensor, class_index: torch.Tensor, ensemble_size: int):
     "CPU generators for every (pair, member): member-major, matching `denoise`'s batch order."
     gens = []
     for e in range(ensemble_size):
         for b, k in zip(image_index.tolist(), class_index.tolist()):
-            h = hashlib.sha256(f"{base_seed}/{b}/{k}/{e}".encode()).digest()
+            seed, pos = (base_seed[b], 0) if isinstance(base_seed, (list, tuple)) else (base_seed, b)
+            h = hashlib.sha256(f"{seed}/{pos}/{k}/{e}".encode()).digest()
             gens.append(torch.Generator().manual_seed(int.from_bytes(h[:8], "little") % 2**63))
     return gens
+
+# %% ../nbs/10_pipeline.ipynb #cc84d29f
+def working_size(height: int, width: int, # input size
+                 resolution: int):        # long side to resize to (0: keep the input size)
+    "(h, w) with the aspect ratio of (height, width) and max(h, w) == resolution (or unchanged for 0)."
+    height, width = check_int("height", height, 1), check_int("width", width, 1)
+    if check_int("processing_resolution", resolution, 0) == 0: return height, width
+    s = resolution/max(height, width)
+    return max(1, round(height*s)), max(1, round(width*s))
+
+def _resize(x: torch.Tensor, size: tuple):
+    "Bilinear resize of (B, C, H, W) to `size`, antialiased when shrinking; a no-op at the same size."
+    if tuple(x.shape[-2:]) == tuple(size): return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 # %% ../nbs/10_pipeline.ipynb #f6c86f4f
 @dataclass
@@ -74,23 +93,66 @@ class DiGSegPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "clip->text_projection->vae->unet->vae"
     def __init__(self, vae, unet, clip, text_projection, scheduler,
                  vocabulary: list|None=None,           # default candidate vocabulary (A.3)
-                 prompt_template: str=PROMPT_TEMPLATE):
+                 prompt_template: str=PROMPT_TEMPLATE,
+                 processing_resolution: int|None=None): # working long side (None: the U-Net's sample size in pixels)
         super().__init__()
+        _check_components(vae, unet, clip, text_projection)
+        if processing_resolution is not None: check_int("processing_resolution", processing_resolution, 0)
         self.register_modules(vae=vae, unet=unet, clip=clip, text_projection=text_projection, scheduler=scheduler)
         for m in (vae, unet, clip, text_projection): m.eval()   # inference numerics, as from_pretrained gives
-        self.register_to_config(vocabulary=list(vocabulary) if vocabulary else None, prompt_template=prompt_template)
-        if unet.config.in_channels != 2*vae.config.latent_channels:
-            raise ValueError(f"`unet` must take image and mask latents ({2*vae.config.latent_channels} channels, "
-                             f"see digseg.unet.widen_conv_in), got in_channels={unet.config.in_channels}")
+        self.register_to_config(vocabulary=list(vocabulary) if vocabulary else None, prompt_template=prompt_template,
+                                processing_resolution=processing_resolution)
         self.text_cache = TextEmbeddingCache()
+    @property
+    def default_processing_resolution(self):
+        "The working long side: the config's `processing_resolution`, else the U-Net's sample size in pixels."
+        r = self.config.get("processing_resolution")
+        return r if r is not None else self.unet.config.sample_size*vae_scale_factor(self.vae)
     @property
     def conditioner(self):
         "The text pathway: template -> cached frozen CLIP states -> trainable projection."
         return TextConditioner(self.clip, self.text_projection, cache=self.text_cache, template=self.config.prompt_template)
 
+def _check_components(vae, unet, clip, text_projection):
+    "Refuse components that cannot work together (e.g. a checkpoint of another architecture), naming the pair."
+    lat = vae.config.latent_channels
+    if unet.config.in_channels != 2*lat:
+        raise ValueError(f"`unet` must take image and mask latents ({2*lat} channels, "
+                         f"see digseg.unet.widen_conv_in), got in_channels={unet.config.in_channels}")
+    if unet.config.out_channels != lat:
+        raise ValueError(f"`unet` must predict {lat}-channel mask latents (the VAE's), got out_channels={unet.config.out_channels}")
+    if text_projection.config.in_dim != clip.width:
+        raise ValueError(f"`text_projection` takes in_dim={text_projection.config.in_dim}, but the CLIP text width is {clip.width}")
+    if text_projection.config.out_dim != unet.config.cross_attention_dim:
+        raise ValueError(f"`text_projection` gives out_dim={text_projection.config.out_dim}, but the U-Net's "
+                         f"cross_attention_dim is {unet.config.cross_attention_dim}")
+
 # %% ../nbs/10_pipeline.ipynb #29052556
+def _from_pretrained(cls, pretrained_model_name_or_path, # a saved pipeline folder, or a hub id in the local HF cache
+                     **kwargs):                          # passed on to `DiffusionPipeline.from_pretrained`
+    "Load a saved DiGSeg pipeline, checked first; never downloads."
+    what = "pretrained_model_name_or_path"
+    root = resolve_pretrained(pretrained_model_name_or_path, what)
+    index = root/"model_index.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"`{what}`: {root} has no model_index.json: not a saved pipeline (write one with `pipe.save_pretrained(dir)`)")
+    try: kind = json.loads(index.read_text()).get("_class_name")
+    except ValueError as e: raise ValueError(f"`{what}`: {index} is damaged ({e})") from None
+    if kind != cls.__name__:
+        hint = " (turn Stable Diffusion into an untrained DiGSeg with digseg.models.build_sd2_pipeline)" if "StableDiffusion" in str(kind) else ""
+        raise ValueError(f"`{what}`: {root} holds a {kind}, not a {cls.__name__}{hint}")
+    try: check_weight_files(root)
+    except ValueError as e: raise ValueError(f"`{what}`: {e}") from None
+    try: return super(DiGSegPipeline, cls).from_pretrained(root, **kwargs)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
+        raise ValueError(f"`{what}`: cannot load a {cls.__name__} from {root}: {e}") from e
+
+DiGSegPipeline.from_pretrained = classmethod(_from_pretrained)
+
+# %% ../nbs/10_pipeline.ipynb #5eb701d9
 def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_spacing, ensemble_size,
-                 threshold, background_threshold, batch_size, generator):
+                 threshold, background_threshold, batch_size, generator, global_threshold=0.25,
+                 patch_threshold=0.3, processing_resolution=None):
     "Validate every argument of `__call__` before any work starts."
     if classes is None and not self.config.vocabulary:
         raise ValueError("`classes` is None and the pipeline has no `vocabulary` to propose candidates from: pass classes=[...]")
@@ -99,13 +161,16 @@ def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_sp
     check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
     check_int("ensemble_size", ensemble_size, 1)
     check_float("threshold", threshold, 0.0, 1.0); check_float("background_threshold", background_threshold, 0.0, 1.0)
+    check_float("global_threshold", global_threshold, -1.0, 1.0); check_float("patch_threshold", patch_threshold, -1.0, 1.0)
     check_int("batch_size", batch_size, 1)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"`generator` must be a torch.Generator or None, got {type(generator).__name__}")
+    if processing_resolution is not None: check_int("processing_resolution", processing_resolution, 0)
+    gens = generator if isinstance(generator, (list, tuple)) else [generator]
+    if not gens or not all(g is None and len(gens) == 1 or isinstance(g, torch.Generator) for g in gens):
+        raise TypeError(f"`generator` must be a torch.Generator, a list of them (one per image) or None, got {generator!r}")
 
 DiGSegPipeline.check_inputs = check_inputs
 
-# %% ../nbs/10_pipeline.ipynb #5eb701d9
+# %% ../nbs/10_pipeline.ipynb #3d6837c0
 @torch.no_grad()
 def _call(self: DiGSegPipeline,
           image,                              # PIL / numpy / tensor in [0, 1] / path, or a list of them
@@ -115,26 +180,36 @@ def _call(self: DiGSegPipeline,
           ensemble_size: int=1,               # E of Table 6 / Fig. 7
           threshold: float=0.7,               # tau: binary-mask threshold (§4.3)
           background_threshold: float|None=None, # tau_bg of A.3 (default: tau, so labels agree with masks)
-          generator: torch.Generator|None=None,  # seeds all noise
+          generator: torch.Generator|list|None=None, # seeds all noise; a list: one generator per image
           batch_size: int=64,                 # (pair x member) rows per U-Net call
           global_threshold: float=0.25,       # A.3 candidate threshold
-          patch_threshold: float=0.3):        # A.3 patch threshold
+          patch_threshold: float=0.3,         # A.3 patch threshold
+          processing_resolution: int|None=None): # working long side (None: the pipeline's default; 0: the input's size)
     "Segment `image` with text prompts; see `DiGSegOutput`."
     background_threshold = threshold if background_threshold is None else background_threshold
-    self.check_inputs(classes, num_inference_steps, timestep_spacing, ensemble_size, threshold,
-                      background_threshold, batch_size, generator)
+    self.check_inputs(classes, num_inference_steps, timestep_spacing, ensemble_size, threshold, background_threshold,
+                      batch_size, generator, global_threshold, patch_threshold, processing_resolution)
     x = image_to_tensor(image)                                    # (B, 3, H, W) in [-1, 1]
     B, _, H, W = x.shape
+    if isinstance(generator, (list, tuple)) and len(generator) != B:
+        raise ValueError(f"`generator` list must have one generator per image ({B}), got {len(generator)}")
+    res = self.default_processing_resolution if processing_resolution is None else processing_resolution
+    h, w = working_size(H, W, res)
+    x = _resize(x, (h, w)).clamp(-1, 1)                           # bilinear: stays in [-1, 1] up to rounding
     device, dtype = self.unet.device, self.unet.dtype
     z_x = encode_pixels(self.vae, x)                     # once per image (padded to the VAE factor)
-    names = list(classes) if classes is not None else list(self.config.vocabulary)
+    names = [classes] if isinstance(classes, str) else list(classes) if classes is not None else list(self.config.vocabulary)
     cond = self.conditioner(names).to(device, dtype)              # (K, L, D), cached CLIP states
     if classes is not None: candidates = torch.ones(B, len(names), dtype=torch.bool)
     else:
         text = self.clip.encode_text(self.clip.tokenize(format_prompts(names, self.config.prompt_template)))[1]
         candidates = propose_candidates(self.clip, (x.to(self.clip.device) + 1)/2, text, global_threshold, patch_threshold).cpu()
-    b_idx, k_idx = candidates.nonzero(as_tuple=True)
-    base_seed = int(torch.randint(0, 2**62, (), generator=generator))   # generator=None: torch's global RNG
+    first = {n: k for k, n in reversed(list(enumerate(names)))}   # first index of each name: a repeat is run once, copied
+    run = candidates.clone(); run[:, [k for k, n in enumerate(names) if first[n] != k]] = False
+    b_idx, k_idx = run.nonzero(as_tuple=True)
+    # generator=None: torch's global RNG; a list: one base seed per image
+    draw = lambda g: int(torch.randint(0, 2**62, (), generator=g))
+    base_seed = [draw(g) for g in generator] if isinstance(generator, (list, tuple)) else draw(generator)
     per_call, f = max(1, batch_size // ensemble_size), vae_scale_factor(self.vae)
     probs = torch.zeros(B, len(names), H, W); unc = torch.zeros(B, len(names), H, W)
     for s in range(0, len(b_idx), per_call):
@@ -144,10 +219,14 @@ def _call(self: DiGSegPipeline,
         out = denoise(model_fn, z_x[bi.to(z_x.device)], cond[ki.to(device)], num_inference_steps=num_inference_steps,
                       timestep_spacing=timestep_spacing, ensemble_size=ensemble_size,
                       generator=pair_generators(base_seed, bi, ki, ensemble_size), scheduler=self.scheduler)
-        probs[bi, ki] = decode_mask(self.vae, out.mean, size=(H, W)).float().cpu()   # one decode per class
-        spread = out.std.float().mean(1, keepdim=True)                                  # (P, 1, h, w)
-        # the latent grid covers the padded image: upsample to it, then crop like the decoded mask
-        unc[bi, ki] = F.interpolate(spread, scale_factor=f, mode="bilinear")[:, 0, :H, :W].cpu()
+        m = decode_mask(self.vae, out.mean, size=(h, w)).float()                        # one decode per class
+        probs[bi, ki] = _resize(m[:, None], (H, W))[:, 0].clamp(0, 1).cpu()              # back to the input's size
+        spread = out.std.float().mean(1, keepdim=True)                                  # (P, 1, h', w') latent grid
+        # the latent grid covers the padded image: upsample to it, crop like the decoded mask, resize to the input
+        spread = F.interpolate(spread, scale_factor=f, mode="bilinear")[:, :, :h, :w]
+        unc[bi, ki] = _resize(spread, (H, W))[:, 0].clamp_min(0).cpu()
+    for k, n in enumerate(names):
+        if first[n] != k: probs[:, k], unc[:, k] = probs[:, first[n]], unc[:, first[n]]
     labels = aggregate(probs, candidates, background_threshold)
     return DiGSegOutput(labels=labels, probabilities=probs, masks=(probs > threshold) & candidates[:, :, None, None],
                         uncertainty=unc, candidates=candidates, classes=names)

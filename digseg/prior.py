@@ -99,16 +99,16 @@ PRIOR_VERSION = 1   # bump when the pretraining code changes meaning, to invalid
 
 @dataclass
 class PriorConfig:
-    "Budget and hyperparameters of the mini prior (defaults: about 10 minutes on 2 CPU cores)."
+    "Budget and hyperparameters of the mini prior (defaults aimed at 10 minutes on 2 quiet CPU cores)."
     world_size: int = 4000
     seed: int = 0
-    vae_steps: int = 500
+    vae_steps: int = 250
     vae_batch: int = 16
     vae_lr: float = 1e-3
-    clip_steps: int = 500
+    clip_steps: int = 300
     clip_batch: int = 64
     clip_lr: float = 1e-3
-    unet_steps: int = 800
+    unet_steps: int = 300
     unet_batch: int = 32
     unet_lr: float = 5e-4
     def key(self):
@@ -120,7 +120,8 @@ def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: f
     cfg = TrainConfig(output_dir=str(out/f"_{name}_run"), max_steps=steps, batch_size=batch, learning_rate=lr,
                       lr_schedule="cosine", warmup_steps=min(50, steps//10), checkpoint_every=max(1, steps//4),
                       log_every=max(1, steps//50), seed=seed, weight_decay=0.0)
-    Trainer(module, data, cfg).fit()
+    if Trainer(module, data, cfg).fit() < steps:   # stopped by SIGINT/SIGTERM: checkpointed, not finished
+        raise KeyboardInterrupt(f"prior stage '{name}' interrupted; rerun to resume it from {cfg.output_dir}")
     return Path(cfg.output_dir)
 
 def _publish(model, final: Path):

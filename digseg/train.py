@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #77b55433
 from __future__ import annotations
-import contextlib, json, math, os, shutil, signal, time
+import contextlib, json, math, os, shutil, signal, time, warnings
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 import torch
@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Sampler
 from .config import check_int, check_float, check_choice
 
 # %% auto #0
-__all__ = ['CKPT_PREFIX', 'EpochPermutation', 'step_generator', 'save_checkpoint', 'list_checkpoints', 'load_checkpoint',
-           'TrainConfig', 'NonFiniteLoss', 'Trainer', 'save', 'resume', 'fit', 'read_log']
+__all__ = ['CKPT_PREFIX', 'TRAJECTORY_KEYS', 'EpochPermutation', 'step_generator', 'save_checkpoint', 'list_checkpoints',
+           'load_checkpoint', 'TrainConfig', 'NonFiniteLoss', 'Trainer', 'save', 'resume', 'fit', 'read_log']
 
 # %% ../nbs/09_train.ipynb #954431c4
 class EpochPermutation(Sampler):
@@ -139,23 +139,59 @@ def _trainable_state(self: Trainer):
     named = dict(self.accelerator.unwrap_model(self.module).named_parameters())
     return {n: named[n] for n in self.names}
 
+def _last_good(self: Trainer):
+    "Where the newest complete checkpoint is, for messages."
+    cks = list_checkpoints(self.run_dir)
+    return f"the last good checkpoint, {cks[-1]}, is kept" if cks else f"no checkpoint was written yet in {self.run_dir}"
+
 def save(self: Trainer):
-    "Write a checkpoint of the current step and drop the oldest beyond `keep_checkpoints`."
+    "Write a checkpoint of the current step (never of non-finite weights) and drop the oldest beyond `keep_checkpoints`."
+    weights = _trainable_state(self)     # checked on every process (they hold the same weights), so all stop together
+    bad = [n for n, t in weights.items() if not torch.isfinite(t).all()]
+    if bad: raise NonFiniteLoss(f"weights {bad[:3]} are NaN or infinite at step {self.step} (non-finite gradients?): "
+                                f"not saved; {_last_good(self)}")
     if not self.accelerator.is_main_process: return None
-    path = save_checkpoint(self.run_dir, self.step, _trainable_state(self),
+    path = save_checkpoint(self.run_dir, self.step, weights,
                            {"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict()},
                            {"elapsed": self.elapsed, "config": asdict(self.cfg)})
     for old in list_checkpoints(self.run_dir)[:-self.cfg.keep_checkpoints]: shutil.rmtree(old, ignore_errors=True)
     return path
 
+# Settings that change the trajectory: resuming under other values cannot reproduce the run.
+TRAJECTORY_KEYS = ("batch_size", "grad_accum", "learning_rate", "weight_decay", "adam_betas", "lr_schedule",
+                   "warmup_steps", "max_grad_norm", "mixed_precision", "seed")
+
+def _newest_loadable(run_dir):
+    "(path, weights, state, meta) of the newest checkpoint that loads, warning about damaged newer ones; None if none."
+    cks = list_checkpoints(run_dir)
+    for ck in reversed(cks):
+        try: return (ck, *load_checkpoint(ck))
+        except ValueError as e: warnings.warn(f"{e}: resuming from the checkpoint before it")
+    if cks: raise ValueError(f"every checkpoint in {Path(run_dir)/'checkpoints'} is damaged: delete them to start afresh, or pass resume=False")
+    return None
+
 def resume(self: Trainer):
     "Load the newest complete checkpoint, if any; return its step (0 when starting fresh)."
-    cks = list_checkpoints(self.run_dir)
-    if not cks: return 0
-    weights, state, meta = load_checkpoint(cks[-1])
-    missing = set(self.names) - set(weights)
-    if missing: raise ValueError(f"checkpoint {cks[-1]} does not match this model: missing {sorted(missing)[:3]}...")
+    if self.accelerator.is_main_process:   # litter of killed writes and prunes: never loadable, so removed
+        complete = set(list_checkpoints(self.run_dir))
+        for p in (self.run_dir/"checkpoints").glob(f"*{CKPT_PREFIX}*"):
+            if p.is_dir() and p not in complete: shutil.rmtree(p, ignore_errors=True)
+    found = _newest_loadable(self.run_dir)
+    if found is None: return 0
+    ck, weights, state, meta = found
     named = dict(self.accelerator.unwrap_model(self.module).named_parameters())
+    missing, extra = sorted(set(self.names) - set(weights)), sorted(set(weights) - set(self.names))
+    if missing or extra:
+        raise ValueError(f"checkpoint {ck} does not match this model (another architecture or trainable set?): "
+                         f"missing {missing[:3]}, unexpected {extra[:3]}; use another output_dir or delete it")
+    for n in self.names:
+        if weights[n].shape != named[n].shape:
+            raise ValueError(f"checkpoint {ck} does not match this model: {n} has shape {tuple(weights[n].shape)} there, "
+                             f"{tuple(named[n].shape)} here (another architecture?); use another output_dir or delete it")
+    old = meta.get("config", {}); now = json.loads(json.dumps(asdict(self.cfg), default=str))
+    changed = [k for k in TRAJECTORY_KEYS if k in old and old[k] != now[k]]
+    if changed: warnings.warn(f"resuming {ck} with changed {', '.join(f'{k} {old[k]!r} -> {now[k]!r}' for k in changed)}: "
+                              f"the run will not match an uninterrupted one")
     with torch.no_grad():
         for n in self.names: named[n].copy_(weights[n])
     self.optimizer.load_state_dict(state["optimizer"]); self.lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -179,12 +215,20 @@ def _batches(self: Trainer, start_micro: int):
 def _log(self: Trainer, record: dict):
     with open(self.run_dir/"log.jsonl", "a") as f: f.write(json.dumps(record) + "\n")
 
+def _parse_log(text: str):
+    "Log records of a log.jsonl text; a line torn by a kill mid-write is dropped."
+    out = []
+    for l in text.splitlines():
+        try: out.append(json.loads(l))
+        except ValueError: pass
+    return [r for r in out if isinstance(r, dict) and "step" in r]
+
 def _truncate_log(self: Trainer):
-    "Drop log lines after the resumed step, so a resumed run's log reads as one run."
+    "Drop log lines after the resumed step (and torn ones), so a resumed run's log reads as one run."
     p = self.run_dir/"log.jsonl"
     if not p.exists(): return
-    keep = [l for l in p.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= self.step]
-    p.write_text("".join(l + "\n" for l in keep))
+    keep = [r for r in _parse_log(p.read_text()) if r["step"] <= self.step]
+    tmp = p.with_name("log.jsonl.tmp"); tmp.write_text("".join(json.dumps(r) + "\n" for r in keep)); os.replace(tmp, p)
 
 Trainer._batches, Trainer._log, Trainer._truncate_log = _batches, _log, _truncate_log
 
@@ -194,9 +238,9 @@ def fit(self: Trainer, resume: bool=True, # continue from the newest complete ch
     "Train until `max_steps`; checkpoint every `checkpoint_every` steps, on SIGINT/SIGTERM, and at the end."
     from tqdm.auto import tqdm
     cfg, acc = self.cfg, self.accelerator
-    stop_at = min(max_steps or cfg.max_steps, cfg.max_steps)
+    stop_at = cfg.max_steps if max_steps is None else min(check_int("max_steps", max_steps, 0), cfg.max_steps)
     if resume: self.resume()
-    self._truncate_log()
+    if acc.is_main_process: self._truncate_log()
     # SIGINT/SIGTERM finish the current step, checkpoint, and return; SIGKILL relies on the last checkpoint.
     handlers = _install_stop_handlers(self)
     batches = self._batches(self.step * cfg.grad_accum)
@@ -211,15 +255,17 @@ def fit(self: Trainer, resume: bool=True, # continue from the newest complete ch
                 with ctx, acc.autocast():
                     loss = self.module(batch, generator=step_generator(cfg.seed * acc.num_processes + acc.process_index, micro))["loss"]
                 if not torch.isfinite(loss):
-                    raise NonFiniteLoss(f"loss is {loss.item()} at step {self.step}: training stopped; "
-                                        f"the last good checkpoint is kept in {self.run_dir/'checkpoints'}")
+                    raise NonFiniteLoss(f"loss is {loss.item()} at step {self.step + 1}: training stopped; {_last_good(self)} "
+                                        f"(lower the learning rate, or check the data, then rerun to resume)")
                 acc.backward(loss / cfg.grad_accum); total += loss.item() / cfg.grad_accum
             if cfg.max_grad_norm: acc.clip_grad_norm_(self.module.parameters(), cfg.max_grad_norm)
             self.optimizer.step(); self.lr_scheduler.step(); self.optimizer.zero_grad(set_to_none=True)
             self.step += 1; dt = time.time() - t0; self.elapsed += dt; bar.update(1); bar.set_postfix(loss=f"{total:.4f}")
             if acc.is_main_process and (self.step % cfg.log_every == 0 or self.step == stop_at):
-                self._log({"step": self.step, "loss": total, "lr": self.lr_scheduler.get_last_lr()[0],
-                           "elapsed": round(self.elapsed, 3), "samples_per_s": cfg.batch_size / max(dt, 1e-9)})
+                rec = {"step": self.step, "loss": total, "lr": self.lr_scheduler.get_last_lr()[0],
+                       "elapsed": round(self.elapsed, 3), "samples_per_s": cfg.batch_size / max(dt, 1e-9)}
+                if getattr(self.dataset, "skipped", None): rec["skipped"] = len(self.dataset.skipped)   # unreadable items (on_error='skip')
+                self._log(rec)
             if self.step % cfg.checkpoint_every == 0 or self.step == stop_at or self._stop: self.save()
     finally:
         bar.close()
@@ -238,4 +284,4 @@ Trainer.fit = fit
 def read_log(run_dir):
     "The loss log of a run as a list of dicts."
     p = Path(run_dir)/"log.jsonl"
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    return _parse_log(p.read_text()) if p.exists() else []

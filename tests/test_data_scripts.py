@@ -4,153 +4,20 @@ Each fixture is prepared, read back with `digseg.benchmarks.load_benchmark` and 
 including the ignore label; a second run must be a no-op; missing or malformed inputs must give an
 error that names the file.
 """
-import importlib, json, os, subprocess, sys
-from pathlib import Path
+import json, os, subprocess, sys
 import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
 from digseg.benchmarks import class_names, load_benchmark
-
-SCRIPTS = Path(__file__).resolve().parents[1]/"data_scripts"
-sys.path.insert(0, str(SCRIPTS))
-from _common import PrepareError  # noqa: E402
-
-H, W = 8, 10
-
-
-def script(name):
-    return importlib.import_module(f"prepare_{name}")
-
-
-def rgb(path, seed=0, fmt=None):
-    "A random H x W RGB image at `path`."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (H, W, 3), dtype=np.uint8)).save(path, format=fmt)
-    return path
-
-
-def gray(path, values, mode="L", palette=False):
-    "An H x W single-channel label image whose first row starts with `values` (rest = values[0])."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    a = np.full((H, W), values[0], np.uint16 if mode == "I;16" else np.uint8); a[0, :len(values)] = values
-    im = Image.fromarray(a)
-    if palette: im = im.convert("P"); im.putpalette([c for i in range(256) for c in (i, 255 - i, i // 2)])
-    im.save(path)
-    return path
+from raw_fixtures import (H, W, SCRIPTS, FIXTURES, script, rgb, gray, ade150, ade847, pascal_context, pc59,  # noqa: F401
+                          voc, voc20, cityscapes, cocostuff171, deepglobe, phenobench)
+from _common import PrepareError  # noqa: E402  (raw_fixtures puts data_scripts/ on the path)
 
 
 def row(name, root, split=None, i=0):
     ds = load_benchmark(name, root, split)
     return ds, ds[i]["label"][0].tolist()
-
-
-# ---- fixtures in the official layouts -------------------------------------------------------------
-
-def ade150(src):
-    r = src/"ADEChallengeData2016"
-    for i, vals in enumerate([[0, 1, 150, 75], [3, 3, 0]]):
-        rgb(r/"images/validation"/f"ADE_val_{i+1:08d}.jpg", i)
-        gray(r/"annotations/validation"/f"ADE_val_{i+1:08d}.png", vals)
-    return ["--split", "val"], [255, 0, 149, 74]
-
-
-def ade_seg(class_ids):
-    "RGB _seg.png pixels for ADE20K full class indices: R/10 = id // 256, G = id % 256."
-    return [((c // 256) * 10 + 3, c % 256, 7) for c in class_ids]
-
-
-def ade847(src):
-    r = src/"ADE20K_2021_17_01/images/ADE/validation/abbey"
-    rgb(r/"ADE_val_00000001.jpg")
-    seg = np.zeros((H, W, 3), np.uint8)
-    seg[0, :5] = ade_seg([2978, 312, 3148, 1, 0])  # wall, building, adding machine, unlisted, unlabelled
-    Image.fromarray(seg).save(r/"ADE_val_00000001_seg.png")
-    return ["--split", "val"], [0, 1, 846, 65535, 65535]
-
-
-def pascal_context(src, ids=("2008_000001", "2008_000002", "2008_000003")):
-    r = src/"VOCdevkit/VOC2010"
-    (r/"ImageSets/Main").mkdir(parents=True); (r/"ImageSets/Main/val.txt").write_text("\n".join(ids) + "\n")
-    (r/"trainval").mkdir()
-    for k, i in enumerate(ids):
-        rgb(r/"JPEGImages"/f"{i}.jpg", k)
-        if k == 2: continue  # no annotation for the last id: left out, as CAT-Seg does
-        lab = np.zeros((H, W), np.uint16); lab[0, :5] = [0, 2, 397, 1, 459]  # -, aeroplane, table, accordion, wool
-        scipy.io.savemat(r/"trainval"/f"{i}.mat", {"LabelMap": lab})
-    return r
-
-
-def pc59(src):
-    pascal_context(src); return [], [255, 0, 49, 255, 255]
-
-
-def pc459(src):
-    pascal_context(src); return [], [65535, 1, 396, 0, 458]
-
-
-def voc(src):
-    r = src/"VOCdevkit/VOC2012"
-    (r/"ImageSets/Segmentation").mkdir(parents=True)
-    (r/"ImageSets/Segmentation/val.txt").write_text("2007_000001\n2007_000002\n")
-    for k, i in enumerate(["2007_000001", "2007_000002"]):
-        rgb(r/"JPEGImages"/f"{i}.jpg", k)
-    gray(r/"SegmentationClass/2007_000001.png", [0, 1, 20, 255], palette=True)
-    gray(r/"SegmentationClass/2007_000002.png", [0, 255], palette=True)  # background only
-    return r
-
-
-def voc20(src):
-    voc(src); return [], [255, 0, 19, 255]
-
-
-def voc20b(src):
-    voc(src); return [], [20, 0, 19, 255]
-
-
-def cocostuff171(src):
-    rgb(src/"val2017/000000000139.jpg")
-    gray(src/"stuffthingmaps_trainval2017/val2017/000000000139.png", [0, 12, 91, 181, 255, 11])
-    return ["--split", "val"], [0, 11, 80, 170, 255, 255]
-
-
-def cityscapes(src):
-    stem = "frankfurt_000000_000294"
-    rgb(src/f"leftImg8bit/val/frankfurt/{stem}_leftImg8bit.png")
-    gray(src/f"gtFine/val/frankfurt/{stem}_gtFine_labelIds.png", [7, 33, 0, 26, 4])
-    return ["--split", "val"], [0, 18, 255, 13, 255]
-
-
-def bdd100k(src):
-    rgb(src/"bdd100k/images/10k/val/7d2f7975-e0c1c5a7.jpg")
-    gray(src/"bdd100k/labels/sem_seg/masks/val/7d2f7975-e0c1c5a7.png", [0, 18, 255, 5])
-    return ["--split", "val"], [0, 18, 255, 5]
-
-
-def deepglobe(src):
-    for k, i in enumerate(["100034", "100081"]):
-        rgb(src/f"train/{i}_sat.jpg", k)
-        m = np.zeros((H, W, 3), np.uint8); m[0, 1:3] = 255; m[0, 3] = 200  # resampled edge still road
-        Image.fromarray(m).save(src/f"train/{i}_mask.png")
-    (src/"val.txt").write_text("100081\n")
-    return ["--val-list", str(src/"val.txt")], [0, 1, 1, 1, 0]
-
-
-def phenobench(src):
-    rgb(src/"PhenoBench/val/images/05-15_00028_P0030852.png", fmt="PNG")
-    gray(src/"PhenoBench/val/semantics/05-15_00028_P0030852.png", [0, 1, 2, 3, 4])
-    return ["--split", "val"], [0, 1, 2, 1, 2]
-
-
-def refuge2(src):
-    rgb(src/"REFUGE2/test/images/T0001.jpg")
-    gray(src/"REFUGE2/test/mask/T0001.png", [255, 128, 0, 130, 250]).rename(src/"REFUGE2/test/mask/T0001.bmp")
-    return ["--split", "test"], [0, 1, 2, 1, 0]
-
-
-FIXTURES = dict(ade150=ade150, ade847=ade847, pc59=pc59, pc459=pc459, voc20=voc20, voc20b=voc20b,
-                cocostuff171=cocostuff171, cityscapes=cityscapes, bdd100k=bdd100k, deepglobe=deepglobe,
-                phenobench=phenobench, refuge2=refuge2)
 
 
 def outputs(dst):
@@ -271,3 +138,27 @@ def test_id_tables_match_class_names():
     assert len(set(ade.INDEX_IDS)) == 847 and ade.INDEX_IDS[:3] == [2978, 312, 2420]   # wall, building, sky
     city = script("cityscapes").LABEL_TO_TRAIN
     assert sorted(city.values()) == list(range(19)) and class_names("cityscapes")[city[26]] == "car"
+
+
+@pytest.mark.parametrize("name", ["ade150", "cocostuff171"])
+def test_training_loader_on_prepared_benchmark(name, tmp_path):
+    "The DiGSeg training loader reads a prepared COCO-Stuff / ADE20K folder with the §4.1 augmentations and Fig. 6 subsampling."
+    import torch
+    from digseg.finetune import build_training_data
+    from raw_fixtures import prepare
+    dst, _ = prepare(name, tmp_path)
+    base = load_benchmark(name, dst)
+    cfg = {"dataset": str(dst), "split": "val", "image_size": 16, "empty_rate": 0.0}
+    data = build_training_data(cfg, seed=0)
+    assert len(data) == len(base) and data.ignore_index == 255
+    for i in range(len(data)):
+        s = data[i]
+        assert s["image"].shape == (3, 16, 16) and s["mask"].shape == s["valid"].shape == (16, 16)   # resized + cropped to 16
+        assert s["class_name"] == class_names(name)[s["class_id"]] and s["mask"].sum() > 0               # empty_rate 0: a present class
+        assert s["valid"].min() == 0 and bool((s["mask"] <= s["valid"]).all())   # padding / ignored pixels carry no target
+    again = build_training_data(cfg, seed=0)
+    assert torch.equal(again[0]["image"], data[0]["image"])                     # deterministic per (seed, epoch, index)
+    data.set_epoch(1)
+    assert not torch.equal(data[0]["image"], again[0]["image"])                 # a new epoch: new scale jitter / flip
+    sub = build_training_data(cfg | {"ratio": 0.5}, seed=0)
+    assert len(sub) == max(1, round(0.5*len(base)))

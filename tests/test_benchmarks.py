@@ -1,0 +1,114 @@
+"The benchmark scripts (issue 7) run in their quick mode with tiny sizes and write the JSON they promise; no timing is asserted."
+import importlib, json, sys
+from pathlib import Path
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent/"benchmarks"
+sys.path.insert(0, str(BENCH))
+MACHINE_KEYS = {"device", "device_type", "cpu", "torch", "date", "loadavg_at_start", "shared_machine", "torch_threads"}
+
+
+def run(name, tmp_path, *args):
+    "Run benchmarks/<name>.py's main with `args`; return (its record, the JSON document written)."
+    mod = importlib.import_module(name)
+    out = tmp_path/f"{name}.json"
+    rec = mod.main([*args, "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == name and len(doc["runs"]) == 1
+    (stored,) = doc["runs"].values()
+    assert MACHINE_KEYS <= set(stored["machine"]) and stored["machine"]["device_type"] == "cpu"
+    assert stored["machine"]["torch"] == torch.__version__
+    return rec, stored
+
+
+def test_inference_throughput(tmp_path):
+    _, r = run("inference_throughput", tmp_path, "--quick", "--grid", "1x1,2x2L", "--classes", "2")
+    assert [(x["E"], x["S"], x["spacing"]) for x in r["rows"]] == [(1, 1, "trailing"), (2, 2, "leading")]
+    for x in r["rows"]: assert {"masks_per_s", "images_per_s", "masks_per_s_cpu", "median_s", "unet_rows", "paper_fps"} <= set(x)
+    assert r["rows"][0]["paper_fps"] == 11.27 and r["rows"][1]["unet_rows"] == 2*2*2
+    assert all(x["masks_per_s"] == "not measured" and x["size"] == "sd2" for x in r["not_measured"])
+
+
+def test_inference_throughput_with_mask_decoder_and_a_second_run_merges(tmp_path):
+    import inference_throughput as m
+    out = tmp_path/"inf.json"
+    m.main(["--quick", "--grid", "1x1", "--classes", "2", "--out", str(out)])
+    m.main(["--quick", "--grid", "1x1", "--classes", "2", "--mask-decoder", "random", "--out", str(out)])
+    runs = json.loads(out.read_text())["runs"]
+    assert set(runs) == {"cpu-tiny-fp32-quick", "cpu-tiny-fp32-maskdecoder-quick"}
+
+
+def test_batched_vs_naive_outputs_equal(tmp_path):
+    _, r = run("batched_vs_naive", tmp_path, "--quick", "--classes", "3", "--ensemble", "2", "--repeats", "1")
+    assert r["outputs_equal"] is True and r["check"]["labels_equal_fraction"] == 1.0
+    assert {"speedup", "speedup_cpu", "target_speedup", "meets_target", "rows", "times"} <= set(r)
+    assert [x["path"] for x in r["rows"]] == ["naive (A.3 loop)", "batched pipeline"]
+
+
+def test_naive_loop_equals_pipeline_with_several_steps():
+    "The literal A.3 loop and the batched pipeline agree beyond 1 step and with a repeated class name."
+    from batched_vs_naive import naive_segment, compare
+    from digseg.models import build_tiny_pipeline
+    pipe = build_tiny_pipeline()
+    x, names = torch.rand(1, 3, 64, 64), ["red circle", "blue star", "red circle"]
+    kw = dict(num_inference_steps=3, timestep_spacing="trailing", ensemble_size=3)
+    out = pipe(x, classes=names, generator=torch.Generator().manual_seed(5), **kw)
+    c = compare(out, naive_segment(pipe, x, names, generator=torch.Generator().manual_seed(5), **kw))
+    assert c["probabilities_allclose"] and c["uncertainty_allclose"] and c["labels_equal_fraction"] == 1.0
+
+
+def test_cost_breakdown(tmp_path):
+    _, r = run("cost_breakdown", tmp_path, "--quick", "--grid", "1x1", "--classes", "2", "--no-flops")
+    stages = [x["stage"] for x in r["rows"]]
+    for s in ("image encode", "text, cached", "U-Net steps", "mask decode (VAE", "mask decode (MaskDecoder)", "aggregation", "pipeline call"):
+        assert any(st.startswith(s) for st in stages), s
+    assert all("ms_per_mask" in x and "share_of_pipeline" in x for x in r["rows"])
+    assert r["not_measured"][0]["ms_per_mask"] == "not measured"
+
+
+def test_flops(tmp_path):
+    _, r = run("flops", tmp_path, "--quick", "--matmul-n", "64", "--rows", "2", "--classes", "2")
+    sd2 = {x["piece"]: x["gflop"] for x in r["counts"] if x["size"] == "sd2"}
+    assert set(sd2) == {"unet_step", "vae_encode", "vae_decode", "mask_decoder"}
+    assert 700 < sd2["unet_step"] < 1000 and 2000 < sd2["vae_decode"] < 3000     # DESIGN.md §3: 0.80 and 2.52 TFLOP
+    assert r["matmul_rate"]["flops_per_s"] > 0
+    assert {"piece", "gflop", "achieved_s", "floor_s", "efficiency"} <= set(r["achieved_vs_floor"][0])
+    assert any("datasheet" in f["rate"] for f in r["sd2_floors"]) and r["not_measured"][0]["value"] == "not measured"
+
+
+def test_train_throughput(tmp_path):
+    _, r = run("train_throughput", tmp_path, "--quick", "--batch", "2")
+    (row,) = r["rows"]
+    assert row["size"] == "tiny" and row["batch"] == 2
+    assert {"samples_per_s", "s_per_step", "peak_rss_bytes_during", "process_peak_rss_bytes", "trainable_params", "state_gb_counted"} <= set(row)
+    assert row["peak_rss_bytes_during"] > 0 and row["process_peak_rss_bytes"] >= row["peak_rss_bytes_during"] // 2
+    assert {x["group"] for x in r["not_measured"]} == {"paper_a2", "full"}
+    a2, full = r["sd2_counted_state"]
+    assert a2["trainable_params"] < 0.15*full["trainable_params"]            # A.2 trains a small part of the U-Net
+
+
+def test_mask_decoder_benchmark(tmp_path):
+    _, r = run("mask_decoder", tmp_path, "--quick", "--steps", "2", "--masks", "4", "--out-dir", str(tmp_path/"md"))
+    assert {"iou_vs_vae", "iou_vae_vs_gt", "iou_small_vs_gt", "iou_loss"} <= set(r["agreement"][0])
+    assert [x["decoder"] for x in r["speed"]] == ["VAE decoder", "MaskDecoder"]
+    assert r["flops"]["sd2_512"]["ratio"] > 500
+
+
+def test_use_mask_decoder_swaps_and_restores():
+    from _bench import use_mask_decoder, build_mask_decoder
+    import digseg.pipeline as P
+    from digseg.models import build_tiny_pipeline
+    pipe = build_tiny_pipeline()
+    dec = build_mask_decoder("random", pipe)
+    x, kw = torch.rand(1, 3, 64, 64), dict(classes=["red circle"], generator=torch.Generator().manual_seed(0))
+    ref = pipe(x, **kw).probabilities
+    before = P.decode_mask
+    with use_mask_decoder(dec): small = pipe(x, classes=["red circle"], generator=torch.Generator().manual_seed(0)).probabilities
+    assert P.decode_mask is before and small.shape == ref.shape and not torch.equal(small, ref)
+
+
+def test_bad_device_is_refused(tmp_path):
+    import inference_throughput as m
+    if torch.cuda.is_available(): pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit, match="CUDA"): m.main(["--quick", "--device", "cuda", "--out", str(tmp_path/"x.json")])

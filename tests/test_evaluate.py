@@ -1,0 +1,150 @@
+"""`digseg evaluate` end to end: on the mini world and on every benchmark's raw-format fixture.
+
+Each fixture (tests/raw_fixtures.py) is prepared with its data_scripts/ script, then scored in-process
+through `digseg.cli.main` with a tiny random pipeline under the benchmark's own protocol (resize,
+whole or sliding-window inference), scaled down to a few dozen pixels so that each test takes
+seconds. The checks are about the protocol, not the (random) scores: one IoU per class, named;
+ignored pixels left out of every count; predictions at the label resolution; overlays written.
+"""
+import contextlib, io, json
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from digseg.benchmarks import BENCHMARKS, class_names, load_benchmark
+from digseg.cli import main
+from digseg.evaluate import EVAL_PROTOCOLS, eval_protocol, evaluate, predict_labels, slide_windows
+from digseg.models import build_tiny_pipeline
+from digseg.pipeline import DiGSegPipeline
+from raw_fixtures import FIXTURES, prepare
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    "A saved tiny pipeline (random weights), shared by the tests of this file."
+    d = tmp_path_factory.mktemp("model")/"tiny"
+    build_tiny_pipeline(seed=0).save_pretrained(d)
+    return d
+
+
+def cli(*argv):
+    "Run `digseg ...` in-process; (exit code, stdout)."
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue()
+
+
+def cli_error(*argv):
+    "Run `digseg ...` expecting a usage error; its message."
+    with contextlib.redirect_stderr(io.StringIO()) as err, pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    assert e.value.code == 2
+    return err.getvalue()
+
+
+def test_every_benchmark_has_a_fixture_and_a_protocol():
+    assert set(FIXTURES) == set(BENCHMARKS) and set(BENCHMARKS) <= set(EVAL_PROTOCOLS)
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_cli_evaluates_each_benchmark_fixture(name, tmp_path, model):
+    dst, _ = prepare(name, tmp_path)
+    b, ds, proto = BENCHMARKS[name], load_benchmark(name, dst), eval_protocol(name)
+    out = tmp_path/"eval"
+    # the benchmark's protocol at a toy scale: the 8 x 10 fixtures resized to a short side of 16 (not 512 or
+    # 1024), then windows of 12 (not 512): 2 x 2 windows, each prediction resized back to 8 x 10 for scoring
+    argv = ["evaluate", "--model", model, "--dataset", b.title, "--data", dst, "--out", out, "--resize-short", 16, "--overlays", 1]
+    if proto.get("mode") == "slide": argv += ["--crop-size", 12]
+    rc, stdout = cli(*argv)
+    assert rc == 0 and f'"dataset": "{name}"' in stdout
+    m = json.loads((out/"metrics.json").read_text())
+    # one entry per class, keyed by the class names the prompts use
+    assert m["num_classes"] == b.num_classes and list(m["per_class"]) == class_names(name)
+    assert m["images"] == len(ds) and m["protocol"]["mode"] == proto.get("mode", "whole") and m["protocol"]["resize_short"] == 16
+    # ignore handling: exactly the non-ignored ground-truth pixels are scored, each counted once
+    labels = [it["label"] for it in ds]
+    assert m["num_pixels"] == sum(int((l != b.ignore_index).sum()) for l in labels) > 0
+    assert sum(v["pixels"] for v in m["per_class"].values()) == m["num_pixels"]
+    absent = {c for c, v in m["per_class"].items() if v["pixels"] == 0}
+    assert all(m["per_class"][c]["IoU"] is None for c in absent) and 0.0 <= m["mIoU"] <= 1.0
+    # predictions at the label resolution, holding dataset ids (+1; 0 = no class)
+    for it, lab in zip(ds, labels):
+        pred = np.asarray(Image.open(out/"preds"/f"{it['id']}.png")).astype(np.int64) - 1
+        assert pred.shape == tuple(lab.shape) and pred.min() >= -1 and pred.max() < b.num_classes
+        if proto.get("background", "background") in ds.class_names: assert pred.min() >= 0   # no-class pixels are background
+    assert len(list((out/"overlays").glob("*.png"))) == 1
+    if "binary" in proto: assert set(m["binary"]) == set(proto["binary"])
+
+
+def test_mini_world_and_resume(tmp_path, model):
+    out = tmp_path/"mini"
+    rc, stdout = cli("evaluate", "--model", model, "--limit", 2, "--out", out, "--overlays", 0)
+    m = json.loads((out/"metrics.json").read_text())
+    assert rc == 0 and m["images"] == 2 and "mIoU_seen" in m and "mIoU_unseen" in m and not (out/"overlays").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out/"preds").iterdir()}
+    assert cli("evaluate", "--model", model, "--limit", 2, "--out", out, "--overlays", 0)[0] == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out/"preds").iterdir()} == stamps        # resumed: nothing recomputed
+    assert json.loads((out/"metrics.json").read_text())["mIoU"] == m["mIoU"]
+    # another protocol into the same folder is refused instead of mixing two protocols in one number
+    with pytest.raises(ValueError, match="another protocol"):
+        cli("evaluate", "--model", model, "--limit", 2, "--out", out, "--mode", "slide", "--crop-size", 32)
+
+
+def test_config_eval_section(tmp_path, model):
+    dst, _ = prepare("cityscapes", tmp_path)
+    cfg = tmp_path/"eval.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "eval", "train": {"output_dir": str(tmp_path/"run")},
+                                   "eval": {"model": str(model), "dataset": "cityscapes", "data": str(dst),
+                                            "resize_short": 16, "crop_size": 12, "overlays": 0}}))
+    assert cli("evaluate", "--config", cfg, "--stride", 6)[0] == 0                           # a flag adds to the config
+    p = json.loads((tmp_path/"run/eval/cityscapes/protocol.json").read_text())
+    assert (p["mode"], p["crop_size"], p["stride"], p["resize_short"]) == ("slide", [12, 12], [6, 6], 16)
+
+
+def test_cli_refuses_bad_protocol_values(tmp_path, model):
+    base = ["evaluate", "--model", model, "--out", tmp_path/"x"]
+    assert "`stride` (40, 40) must not exceed `crop_size` (32, 32)" in cli_error(*base, "--mode", "slide", "--crop-size", 32, "--stride", 40)
+    assert "`resize_short` must be >= 1" in cli_error(*base, "--resize-short", -3)
+    assert "only used with mode='slide'" in cli_error(*base, "--mode", "whole", "--crop-size", 32)
+    assert "invalid choice: 'tiles'" in cli_error(*base, "--mode", "tiles")
+    assert "--overlays must be >= 0" in cli_error(*base, "--overlays", -1)
+    assert "`name` must be one of" in cli_error(*base, "--dataset", "A-1000")
+
+
+def test_slide_with_one_window_is_whole_inference(model):
+    pipe, cls = DiGSegPipeline.from_pretrained(model), ["red circle", "blue star"]
+    img = torch.rand(3, 20, 28, generator=torch.Generator().manual_seed(0))
+    g = lambda: torch.Generator().manual_seed(3)
+    whole = predict_labels(pipe, img, cls, generator=g())
+    assert torch.equal(predict_labels(pipe, img, cls, "slide", crop_size=(20, 28), generator=g()), whole)
+    assert torch.equal(predict_labels(pipe, img, cls, "slide", crop_size=100, stride=50, generator=g()), whole)
+    calls = []
+    def counting(*a, **k): calls.append(tuple(a[0].shape[-2:])); return pipe(*a, **k)
+    lab = predict_labels(counting, img, cls, "slide", crop_size=24, stride=16, resize_short=40, generator=g())
+    assert calls == [(24, 24)]*6 and lab.shape == (20, 28)         # 2 x 3 windows over 40 x 56, scored at 20 x 28
+
+
+@pytest.mark.parametrize("H,W,crop,stride", [(20, 28, 12, 8), (512, 1024, 512, 341), (1024, 1024, 512, 341), (7, 300, 5, 5)])
+def test_windows_cover_every_pixel(H, W, crop, stride):
+    seen = np.zeros((H, W), int)
+    for t, l, h, w in slide_windows(H, W, crop, stride):
+        assert (h, w) == (min(crop, H), min(crop, W))
+        seen[t:t+h, l:l+w] += 1
+    assert seen.min() >= 1
+
+
+def test_background_prompts_count_as_background():
+    "PAS-20b: pixels won by one of the extra background prompts are scored as class 20."
+    class Fake:  # a pipeline whose every pixel goes to the last prompt
+        def __call__(self, image, classes, generator=None, **kw):
+            from types import SimpleNamespace
+            K, (H, W) = len(classes), image.shape[-2:]
+            p = torch.zeros(1, K, H, W); p[:, -1] = 1.0
+            return SimpleNamespace(probabilities=p, candidates=torch.ones(1, K, dtype=torch.bool))
+    class DS:
+        class_names, ignore_index = class_names("voc20b"), 255
+        def __len__(self): return 1
+        def __getitem__(self, i): return {"image": torch.rand(3, 4, 4), "label": torch.full((4, 4), 20), "id": "x"}
+    r = evaluate(Fake(), DS(), progress=False, **(eval_protocol("voc20b") | {"resize_short": None}))
+    assert r["IoU"][20] == 1.0 and r["mIoU"] == 1.0
