@@ -20,6 +20,10 @@ CTX = mp.get_context("fork")
 
 # ---------------------------------------------------------------------------------------------- running and killing children
 def _entry(target, w, args):
+    import threading, tqdm.std, tqdm.auto
+    # tqdm's default lock spans processes (a semaphore shared with the parent): a child killed while drawing a
+    # progress bar would leave it held, and every later process would hang on it. Each child gets its own.
+    for cls in {tqdm.std.tqdm, tqdm.auto.tqdm}: cls.set_lock(threading.RLock())
     torch.set_num_threads(1)
     mark = lambda s: os.write(w, (s + "\n").encode())      # one small write: atomic even if killed right after
     target(mark, *args)
@@ -28,10 +32,11 @@ def _entry(target, w, args):
 
 class Child:
     "A forked run that reports progress markers through a pipe, and can be killed with SIGKILL."
+    alive = []
     def __init__(self, target, *args):
         r, w = os.pipe()
         self.proc = CTX.Process(target=_entry, args=(target, w, args), daemon=True)
-        self.proc.start(); os.close(w)
+        self.proc.start(); os.close(w); Child.alive.append(self.proc)
         self.r, self.buf, self.seen = r, b"", []
 
     def _lines(self, timeout):
@@ -60,6 +65,15 @@ class Child:
         assert self.proc.exitcode == 0, self.proc.exitcode
         os.close(self.r)
         return self.seen
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_children():
+    "Whatever a test does (or fails to do), no child outlives it."
+    yield
+    for p in Child.alive:
+        if p.is_alive(): os.kill(p.pid, signal.SIGKILL); p.join(10)
+    Child.alive.clear()
 
 
 def _arm(mark, kill_point, nap=30.0):
