@@ -47,11 +47,22 @@ def pipeline_miou(model: str, dec, n_images: int, seed: int = 0):
     from digseg.evaluate import evaluate
     pipe = DiGSegPipeline.from_pretrained(model)
     val = MiniWorld("val", size=n_images, seed=0)
-    res = {}
-    for name, d in (("VAE decoder", None), ("MaskDecoder", dec)):
-        with C.use_mask_decoder(d): r = evaluate(pipe, val, progress=False, seed=seed)
-        res[name] = {"mIoU": r["mIoU"]}
+    import digseg.pipeline as P
+    res, orig, acc = {}, P.decode_mask, {"inter": 0, "union": 0, "agree": 0, "pixels": 0, "latents": 0}
+    def both(vae, latent, size=None):
+        "The VAE decode, also comparing the MaskDecoder's masks on the same predicted latents (tau = 0.7)."
+        full = orig(vae, latent, size); a, b = full > 0.7, dec.decode(latent, size) > 0.7
+        acc["inter"] += (a & b).sum().item(); acc["union"] += (a | b).sum().item()
+        acc["agree"] += (a == b).sum().item(); acc["pixels"] += a.numel(); acc["latents"] += len(latent)
+        return full
+    P.decode_mask = both
+    try: res["VAE decoder"] = {"mIoU": evaluate(pipe, val, progress=False, seed=seed)["mIoU"]}
+    finally: P.decode_mask = orig
+    with C.use_mask_decoder(dec): res["MaskDecoder"] = {"mIoU": evaluate(pipe, val, progress=False, seed=seed)["mIoU"]}
     res["miou_loss"] = res["VAE decoder"]["mIoU"] - res["MaskDecoder"]["mIoU"]
+    res["predicted_latents"] = {"n": acc["latents"], "iou_vs_vae": acc["inter"]/max(acc["union"], 1),
+                                "pixel_agreement": acc["agree"]/max(acc["pixels"], 1), "threshold": 0.7}
+    res["images"] = n_images
     return res
 
 
@@ -63,6 +74,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None, help="distillation steps (default 600; 20 with --quick)")
     p.add_argument("--width", type=int, default=32, help="MaskDecoder width at the latent resolution (32 at mini size)")
     p.add_argument("--min-width", type=int, default=8)
+    p.add_argument("--latent-jitter", type=float, default=0.1, help="distillation latent noise (relative to each latent's std)")
+    p.add_argument("--latent-mix", type=float, default=0.5, help="fraction of distillation latents mixed from two")
     p.add_argument("--masks", type=int, default=None, help="held-out val masks compared (default 500; 16 with --quick)")
     p.add_argument("--eval-images", type=int, default=100, help="val images for the pipeline mIoU (with --model)")
     p.add_argument("--repeats", type=int, default=None)
@@ -82,11 +95,13 @@ def main(argv=None):
             vae = AutoencoderKL.from_pretrained(Path(args.model)/"vae").eval()
     vae = vae.to(dev)
     steps = args.steps or (20 if args.quick else 600)
-    out_dir = Path(args.out_dir) if args.out_dir else runs_dir("mini")/("mask_decoder_quick" if args.quick else "mask_decoder")
+    tag = f"w{args.width}_j{args.latent_jitter}_m{args.latent_mix}_s{steps}"       # one run folder per recipe
+    out_dir = Path(args.out_dir) if args.out_dir else runs_dir("mini")/(f"mask_decoder_quick_{tag}" if args.quick else f"mask_decoder_{tag}")
     import time
     t0 = time.perf_counter()
     dec = train_mask_decoder(vae, out_dir, steps=steps, batch_size=8 if args.quick else 32, width=args.width, min_width=args.min_width,
-                             world_size=64 if args.quick else 4000, seed=args.seed).to(dev).eval()
+                             world_size=64 if args.quick else 4000, seed=args.seed,
+                             latent_jitter=args.latent_jitter, latent_mix=args.latent_mix).to(dev).eval()
     train_s = time.perf_counter() - t0
     masks = mini_world_masks(args.masks or (16 if args.quick else 500), split="val", seed=args.seed)
     agreement = [mask_decoder_agreement(dec, vae, masks, threshold=th, latent_jitter=j, seed=args.seed)
@@ -101,12 +116,13 @@ def main(argv=None):
         f_dec = decoder_flops(dec, (1, vae.config.latent_channels, 16, 16))
         flops["mini_64"] = {"vae_decode_gflop": mini["vae_decode"]/1e9, "mask_decoder_gflop": f_dec/1e9, "ratio": mini["vae_decode"]/f_dec}
     record = {"machine": env, "config": {"vae": vae_src, "steps": steps, "width": args.width, "min_width": args.min_width,
+                                         "latent_jitter": args.latent_jitter, "latent_mix": args.latent_mix,
                                          "train_seconds": train_s, "decoder_params": sum(p.numel() for p in dec.parameters()),
                                          "vae_decoder_params": sum(p.numel() for p in vae.decoder.parameters()) + sum(p.numel() for p in vae.post_quant_conv.parameters()),
                                          "masks": len(masks), "quick": args.quick, "decoder_dir": str(out_dir/"mask_decoder")},
               "agreement": agreement, "speed": speed, "flops": flops}
     if args.model: record["pipeline"] = pipeline_miou(args.model, dec, args.eval_images, args.seed)
-    key = f"{dev.type}-{'quick' if args.quick else 'mini'}"
+    key = f"{dev.type}-{'quick' if args.quick else 'mini'}-{tag}"
     path = C.write_results(NAME, key, record, args.out)
     C.table(agreement, ["threshold", "latent_jitter", "iou_vs_vae", "iou_vae_vs_gt", "iou_small_vs_gt", "iou_loss", "pixel_agreement"],
             f"{NAME} [{key}] {vae_src}, {len(masks)} val masks, decoder {record['config']['decoder_params']} params, trained {steps} steps")

@@ -87,7 +87,8 @@ class MaskDecoderDistillation(nn.Module):
     "Loss of a `MaskDecoder` against the frozen VAE decoder's masks (or the ground truth) on jittered mask latents."
     def __init__(self, decoder: MaskDecoder, vae,  # the student and the frozen VAE
                  target: str="vae",                # 'vae': distil the VAE decoder; 'mask': fit the ground truth
-                 latent_jitter: float=0.1):        # latent noise, relative to each latent's std
+                 latent_jitter: float=0.1,         # latent noise, relative to each latent's std
+                 latent_mix: float=0.5):           # fraction of latents replaced by a mix of two (U(0, 1) weight)
         super().__init__()
         if not isinstance(decoder, MaskDecoder): raise TypeError(f"`decoder` must be a MaskDecoder, got {type(decoder).__name__}")
         if decoder.config.latent_channels != vae.config.latent_channels or decoder.config.scale_factor != vae_scale_factor(vae):
@@ -95,10 +96,18 @@ class MaskDecoderDistillation(nn.Module):
                              f"(C={vae.config.latent_channels}, f={vae_scale_factor(vae)}): build it with MaskDecoder.for_vae(vae)")
         self.decoder, self.vae = decoder, vae.eval().requires_grad_(False)
         self.target, self.jitter = check_choice("target", target, DISTILL_TARGETS), check_float("latent_jitter", latent_jitter, 0.0)
+        self.mix = check_float("latent_mix", latent_mix, 0.0, 1.0)
     def forward(self, batch, generator: torch.Generator):
         mask = batch["mask"].float()                                   # (B, H, W) in {0, 1}
         with torch.no_grad():
             z = encode_mask(self.vae, mask)
+            if self.mix:
+                B = len(z)
+                w = torch.rand(B, generator=generator) * (torch.rand(B, generator=generator) < self.mix)   # 0: keep
+                other = torch.randperm(B, generator=generator)
+                w4 = w.view(-1, 1, 1, 1).to(z.device, z.dtype)
+                z = (1 - w4)*z + w4*z[other.to(z.device)]
+                mask = (1 - w.view(-1, 1, 1))*mask + w.view(-1, 1, 1)*mask[other]   # the 'mask' target mixes alike
             if self.jitter:
                 noise = torch.randn(z.shape, generator=generator).to(z.device, z.dtype)
                 z = z + self.jitter * z.std(dim=(1, 2, 3), keepdim=True) * noise
@@ -126,13 +135,21 @@ def train_mask_decoder(vae,                        # the frozen VAE whose decode
                        min_width: int=16,
                        target: str="vae",          # see `MaskDecoderDistillation`
                        latent_jitter: float=0.1,
+                       latent_mix: float=0.5,
                        dataset=None,               # items with a 'mask' (default: mini-world class masks)
                        world_size: int=4000,       # mini-world images (default dataset)
                        seed: int=0):
     "Distil `vae`'s decoder into a `MaskDecoder` (saved to `output_dir/mask_decoder`) and return it."
     from digseg.train import Trainer, TrainConfig
     from digseg.data import MiniWorld, ClassMaskSamples
+    import json
     out = Path(output_dir)
+    recipe = dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, width=width, min_width=min_width, target=target,
+                  latent_jitter=latent_jitter, latent_mix=latent_mix, world_size=world_size if dataset is None else None, seed=seed)
+    rec = out/"distill.json"
+    if rec.exists() and json.loads(rec.read_text()) != recipe:
+        raise ValueError(f"`output_dir` {out} holds a run with other arguments ({rec.read_text().strip()}); use another folder")
+    out.mkdir(parents=True, exist_ok=True); rec.write_text(json.dumps(recipe))
     if dataset is None: dataset = ClassMaskSamples(MiniWorld("train", size=check_int("world_size", world_size, 1), seed=seed), empty_rate=0.1, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(check_int("seed", seed, 0))
@@ -140,7 +157,7 @@ def train_mask_decoder(vae,                        # the frozen VAE whose decode
     cfg = TrainConfig(output_dir=str(out/"run"), max_steps=check_int("steps", steps, 1), batch_size=batch_size,
                       learning_rate=learning_rate, lr_schedule="cosine", warmup_steps=min(50, steps//10),
                       checkpoint_every=max(1, steps//4), log_every=max(1, steps//50), weight_decay=0.0, seed=seed)
-    Trainer(MaskDecoderDistillation(decoder.to(vae.device), vae, target, latent_jitter), dataset, cfg).fit()
+    Trainer(MaskDecoderDistillation(decoder.to(vae.device), vae, target, latent_jitter, latent_mix), dataset, cfg).fit()
     decoder.eval().save_pretrained(out/"mask_decoder")
     return decoder
 
