@@ -9,6 +9,7 @@ import torch
 
 RESULTS = Path(__file__).resolve().parent/"results"
 NOT_MEASURED = "not measured"
+NO_GPU = "no GPU in this run (none was lent to the task that wrote it); measure on a GPU machine with: "
 SHARED_LOAD = 1.5        # 1-minute load average above which the machine counts as shared
 SIZES = ("tiny", "mini", "sd2")
 # Table 6 of the paper: E x S, timestep spacing, FPS as printed (the unit is not stated: per image, at an unstated class count)
@@ -72,6 +73,27 @@ def machine(device) -> dict:
     return rec
 
 
+def finish_machine(rec: dict) -> dict:
+    "Add the load average at the end of a run to its machine record; a run is shared if the load was high at its start or end."
+    load = os.getloadavg()
+    rec["loadavg_at_end"] = [round(x, 2) for x in load]
+    if load[0] > SHARED_LOAD and not rec.get("shared_machine"):
+        rec["shared_machine"] = True
+        rec["note"] = (f"load average {load[0]:.2f} > {SHARED_LOAD} at the end on {os.cpu_count()} cores: other jobs shared the "
+                       f"machine, so wall times are pessimistic and noisy (medians reported); the *_cpu rates divide by "
+                       f"the process CPU time instead, which does not count waiting for a core")
+    return rec
+
+
+def load_caveat(rec: dict) -> str:
+    "One line for a printed table: the machine's load, and what it means for the numbers."
+    start = rec.get("loadavg_at_start", ["?"])[0]
+    if rec.get("shared_machine"):
+        return (f"SHARED MACHINE (load average {start} at start on {rec.get('cpu_count')} cores): wall times are pessimistic; "
+                f"ratios of alternated runs and *_cpu columns are the trustworthy numbers")
+    return f"load average {start} at start on {rec.get('cpu_count')} cores"
+
+
 def sync(device):
     if torch.device(device).type == "cuda": torch.cuda.synchronize(device)
 
@@ -88,6 +110,20 @@ def timeit(fn, device="cpu", repeats: int = 3, warmup: int = 1):
         times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
     return {"median_s": statistics.median(times), "min_s": min(times), "cpu_median_s": statistics.median(cpu),
             "times_s": [round(t, 6) for t in times]}
+
+
+def alternate(fns: dict, device="cpu", repeats: int = 3, warmup: int = 1):
+    "Time several callables `{name: fn}` in turn, `repeats` rounds, so they share the machine's conditions; {name: timing}."
+    # Ratios between them (e.g. with and without the mask decoder) are then measured in one run, not across runs
+    # that may have seen different loads.
+    for _ in range(warmup):
+        for fn in fns.values(): fn()
+    runs = {k: [] for k in fns}
+    for _ in range(max(1, repeats)):
+        for k, fn in fns.items(): runs[k].append(timeit(fn, device, repeats=1, warmup=0))
+    med = lambda ts, key: statistics.median(t[key] for t in ts)
+    return {k: {"median_s": med(ts, "median_s"), "min_s": min(t["min_s"] for t in ts), "cpu_median_s": med(ts, "cpu_median_s"),
+                "times_s": [t["times_s"][0] for t in ts]} for k, ts in runs.items()}
 
 
 def rate(n, t: dict):
@@ -139,6 +175,7 @@ def write_results(name: str, run_key: str, record: dict, out: str | None = None)
         try: doc = json.loads(path.read_text()); doc.setdefault("runs", {})
         except ValueError: pass
     doc["benchmark"] = name
+    if isinstance(record.get("machine"), dict): finish_machine(record["machine"])
     doc["runs"][run_key] = record
     tmp = path.with_suffix(".json.tmp"); tmp.write_text(json.dumps(doc, indent=1, default=str)); os.replace(tmp, path)
     return path
@@ -171,15 +208,12 @@ def build_mask_decoder(spec: str | None, pipe):
 
 
 class use_mask_decoder:
-    "Context manager: the pipeline decodes masks with `decoder` instead of the VAE (None: unchanged)."
-    # Until DiGSegPipeline has its optional `mask_decoder` component (scratch/requests/issue7.md), the swap is
-    # done on the function the pipeline module calls; `decoder.decode` has decode_mask's contract.
-    def __init__(self, decoder): self.decoder = decoder
+    "Context manager: the pipeline decodes masks with `decoder` (its optional `mask_decoder` component); None: the VAE."
+    # The component is attached for the duration and the pipeline's previous one put back, so timed runs with
+    # and without it can alternate on one pipeline (same weights, inputs and machine conditions).
+    def __init__(self, pipe, decoder): self.pipe, self.decoder = pipe, decoder
     def __enter__(self):
-        import digseg.pipeline as P
-        self.old = P.decode_mask
-        if self.decoder is not None: P.decode_mask = lambda vae, latent, size=None: self.decoder.decode(latent, size)
-        return self
-    def __exit__(self, *exc):
-        import digseg.pipeline as P
-        P.decode_mask = self.old
+        self.old = self.pipe.mask_decoder
+        self.pipe.mask_decoder = self.decoder
+        return self.pipe
+    def __exit__(self, *exc): self.pipe.mask_decoder = self.old

@@ -111,6 +111,9 @@ def main(argv=None):
               "meets_target": speedup >= 3.0, "outputs_equal": check["probabilities_allclose"] and check["uncertainty_allclose"]
               and check["labels_equal_fraction"] >= (1.0 if atol <= 1e-5 else 0.999), "check": check,
               "times": {"naive": [t["median_s"] for t in tn], "batched": [t["median_s"] for t in tb]}}
+    if not (dev.type == "cuda" and size == "sd2"):
+        record["not_measured"] = [{"size": "sd2", "image_size": 512, "speedup": C.NOT_MEASURED,
+                                   "reason": C.NO_GPU + "python benchmarks/batched_vs_naive.py --device cuda --size sd2 --dtype bf16"}]
     key = f"{dev.type}-{size}-{args.dtype}" + ("-quick" if args.quick else "")
     path = C.write_results(NAME, key, record, args.out)
     C.table(rows, ["path", "median_s", "cpu_median_s", "masks_per_s", "masks_per_s_cpu", "unet_calls"],
@@ -118,6 +121,7 @@ def main(argv=None):
             + (" (shared machine)" if env["shared_machine"] else ""))
     print(f"speedup {speedup:.2f}x (wall), {speedup_cpu:.2f}x (CPU time); target >= 3x; outputs equal: {record['outputs_equal']} "
           f"(max |dp| = {check['max_abs_diff_probabilities']:.2e})")
+    print(C.load_caveat(env))
     print(f"-> {path}")
     if not record["outputs_equal"]: raise SystemExit("the batched pipeline and the naive loop disagree: see 'check' in the JSON")
     return record

@@ -6,8 +6,9 @@
 Each stage is timed on its own, with the shapes the pipeline uses for one image and K classes (the U-Net
 on all K x E rows in one call, one decode per class, batched), and the whole pipeline call is timed too;
 'other' is the pipeline's time not in the stages (noise, scheduler, resizing, Python). The cheap
-`MaskDecoder` (digseg.mask_decoder) is timed beside the VAE decode. At SD2 size the FLOPs of the same
-stages are counted on meta-device models as well (a count, not a time).
+`MaskDecoder` (digseg.mask_decoder) is timed beside the VAE decode, and the whole call is timed again with
+it as the pipeline's `mask_decoder` (alternated with the plain call: `speedup_vs_vae` comes from one run).
+At SD2 size the FLOPs of the same stages are counted on meta-device models as well (a count, not a time).
 """
 from __future__ import annotations
 import sys
@@ -62,7 +63,11 @@ def breakdown(pipe, K, E, S, device, repeats, decoder=None, seed=0):
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
     names = C.class_names(K)
     call = lambda: pipe(x, classes=names, num_inference_steps=S, ensemble_size=E, generator=torch.Generator().manual_seed(seed))
-    total = C.timeit(call, device, repeats)
+    def call_with_decoder():
+        with C.use_mask_decoder(pipe, decoder): call()
+    # with a decoder, the pipeline is timed with and without it alternately: their ratio comes from one run
+    totals = C.alternate({"VAE": call, **({"MaskDecoder": call_with_decoder} if decoder is not None else {})}, device, repeats)
+    total = totals["VAE"]
     rows, used, used_cpu = [], 0.0, 0.0
     T, Tc = total["median_s"], total["cpu_median_s"]
     for name, (t, mult) in stages.items():
@@ -75,6 +80,15 @@ def breakdown(pipe, K, E, S, device, repeats, decoder=None, seed=0):
                  "share_of_pipeline": max(0.0, T - used)/T, "share_of_pipeline_cpu": max(0.0, Tc - used_cpu)/Tc})
     rows.append({"E x S": f"{E}x{S}", "stage": "pipeline call (total)", "ms_per_mask": 1e3*T/K, "ms_per_mask_cpu": 1e3*Tc/K,
                  "share_of_pipeline": 1.0, "share_of_pipeline_cpu": 1.0})
+    if decoder is not None:
+        vae_dec = next(r for r in rows if r["stage"] == "mask decode (VAE, batched)")
+        small = next(r for r in rows if r["stage"] == "mask decode (MaskDecoder)")
+        small["speedup_vs_vae"] = vae_dec["ms_per_mask"]/small["ms_per_mask"]
+        small["speedup_vs_vae_cpu"] = vae_dec["ms_per_mask_cpu"]/small["ms_per_mask_cpu"]
+        t = totals["MaskDecoder"]
+        rows.append({"E x S": f"{E}x{S}", "stage": "pipeline call with mask_decoder (total)", "ms_per_mask": 1e3*t["median_s"]/K,
+                     "ms_per_mask_cpu": 1e3*t["cpu_median_s"]/K, "share_of_pipeline": t["median_s"]/T,
+                     "share_of_pipeline_cpu": t["cpu_median_s"]/Tc, "speedup_vs_vae": T/t["median_s"], "speedup_vs_vae_cpu": Tc/t["cpu_median_s"]})
     return rows
 
 
@@ -116,12 +130,13 @@ def main(argv=None):
     if not args.no_flops: record["sd2_flops"] = [r for E, S in grid for r in sd2_flop_shares(args.classes, E, S)]
     if not (dev.type == "cuda" and size == "sd2"):
         record["not_measured"] = [{"size": "sd2", "image_size": 512, "E x S": g, "ms_per_mask": C.NOT_MEASURED,
-                                   "reason": "needs a GPU; run with --device cuda --size sd2"} for g in args.grid.split(",")]
+                                   "reason": C.NO_GPU + "python benchmarks/cost_breakdown.py --device cuda --size sd2"} for g in args.grid.split(",")]
     key = f"{dev.type}-{size}-{dname}" + ("-quick" if args.quick else "")
     path = C.write_results(NAME, key, record, args.out)
-    C.table(rows, ["E x S", "stage", "ms_per_mask", "ms_per_mask_cpu", "share_of_pipeline", "share_of_pipeline_cpu"],
+    C.table(rows, ["E x S", "stage", "ms_per_mask", "ms_per_mask_cpu", "share_of_pipeline", "share_of_pipeline_cpu", "speedup_vs_vae", "speedup_vs_vae_cpu"],
             f"{NAME} [{key}] {env['device']}, {C.image_size(pipe)}x{C.image_size(pipe)}, {args.classes} classes, threads={env['torch_threads']}"
             + (" (shared machine)" if env["shared_machine"] else ""))
+    print(C.load_caveat(env))
     if "sd2_flops" in record: C.table(record["sd2_flops"], ["E x S", "stage", "gflop_per_mask", "share_with_vae_decode"], "SD2 size, 512x512: counted FLOPs per mask")
     print(f"-> {path}")
     return record

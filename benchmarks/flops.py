@@ -147,7 +147,7 @@ def main(argv=None):
               "note": "floor = FLOPs / rate; a stated rate is a datasheet peak, not a measurement; efficiency = floor / achieved"}
     if dev.type != "cuda":
         record["not_measured"] = [{"what": "GPU bf16 matmul rate and SD2-size achieved/floor", "value": C.NOT_MEASURED,
-                                   "reason": "needs a GPU; run with --device cuda"}]
+                                   "reason": C.NO_GPU + "python benchmarks/flops.py --device cuda"}]
     key = f"{dev.type}-{size}" + ("-quick" if args.quick else "")
     path = C.write_results(NAME, key, record, args.out)
     C.table(counts, ["size", "resolution", "piece", "gflop"], f"{NAME} [{key}]: counted FLOPs (batch 1)")
@@ -155,6 +155,7 @@ def main(argv=None):
           + (" (shared machine)" if env["shared_machine"] else ""))
     C.table(rows, ["size", "piece", "batch", "gflop", "achieved_s", "floor_s", "efficiency", "efficiency_cpu"], "achieved vs floor")
     C.table(floors, ["rate", "E x S", "decoder", "tflop_per_mask", "floor_ms_per_mask", "ceiling_masks_per_s"], "SD2 512x512: floor per mask")
+    print(C.load_caveat(env))
     print(f"-> {path}")
     return record
 

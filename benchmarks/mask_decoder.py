@@ -27,14 +27,13 @@ def find_vae(arg: str | None, model: str | None):
 
 
 def decode_speed(vae, dec, K, device, repeats, seed=0):
-    "Per-mask time of decoding K mask latents with the VAE and with the MaskDecoder (batched)."
+    "Per-mask time of decoding K mask latents with the VAE and with the MaskDecoder (batched, timed alternately)."
     from digseg.latents import decode_mask, vae_scale_factor
     h = 64 // vae_scale_factor(vae)
     lat = torch.randn(K, vae.config.latent_channels, h, h, generator=torch.Generator().manual_seed(seed)).to(vae.device)
-    out = []
-    for name, fn in (("VAE decoder", lambda: decode_mask(vae, lat)), ("MaskDecoder", lambda: dec.decode(lat))):
-        t = C.timeit(fn, device, repeats)
-        out.append({"decoder": name, "ms_per_mask": 1e3*t["median_s"]/K, "ms_per_mask_cpu": 1e3*t["cpu_median_s"]/K, "batch": K})
+    ts = C.alternate({"VAE decoder": lambda: decode_mask(vae, lat), "MaskDecoder": lambda: dec.decode(lat)}, device, repeats)
+    out = [{"decoder": name, "ms_per_mask": 1e3*t["median_s"]/K, "ms_per_mask_cpu": 1e3*t["cpu_median_s"]/K, "batch": K}
+           for name, t in ts.items()]
     out[1]["speedup_vs_vae"] = out[0]["ms_per_mask"]/out[1]["ms_per_mask"]
     out[1]["speedup_vs_vae_cpu"] = out[0]["ms_per_mask_cpu"]/out[1]["ms_per_mask_cpu"]
     return out
@@ -45,20 +44,21 @@ def pipeline_miou(model: str, dec, n_images: int, seed: int = 0):
     from digseg.pipeline import DiGSegPipeline
     from digseg.data import MiniWorld
     from digseg.evaluate import evaluate
+    from digseg.latents import decode_mask
     pipe = DiGSegPipeline.from_pretrained(model)
+    pipe.mask_decoder = None                                     # the reference: the VAE decoder
     val = MiniWorld("val", size=n_images, seed=0)
-    import digseg.pipeline as P
-    res, orig, acc = {}, P.decode_mask, {"inter": 0, "union": 0, "agree": 0, "pixels": 0, "latents": 0}
-    def both(vae, latent, size=None):
+    res, acc = {}, {"inter": 0, "union": 0, "agree": 0, "pixels": 0, "latents": 0}
+    def both(latent, size):
         "The VAE decode, also comparing the MaskDecoder's masks on the same predicted latents (tau = 0.7)."
-        full = orig(vae, latent, size); a, b = full > 0.7, dec.decode(latent, size) > 0.7
+        full = decode_mask(pipe.vae, latent, size=size).float(); a, b = full > 0.7, dec.decode(latent, size) > 0.7
         acc["inter"] += (a & b).sum().item(); acc["union"] += (a | b).sum().item()
         acc["agree"] += (a == b).sum().item(); acc["pixels"] += a.numel(); acc["latents"] += len(latent)
         return full
-    P.decode_mask = both
+    pipe.decode_masks = both                     # on this instance only: the VAE path, comparing on the way
     try: res["VAE decoder"] = {"mIoU": evaluate(pipe, val, progress=False, seed=seed)["mIoU"]}
-    finally: P.decode_mask = orig
-    with C.use_mask_decoder(dec): res["MaskDecoder"] = {"mIoU": evaluate(pipe, val, progress=False, seed=seed)["mIoU"]}
+    finally: del pipe.decode_masks
+    with C.use_mask_decoder(pipe, dec): res["MaskDecoder"] = {"mIoU": evaluate(pipe, val, progress=False, seed=seed)["mIoU"]}
     res["miou_loss"] = res["VAE decoder"]["mIoU"] - res["MaskDecoder"]["mIoU"]
     res["predicted_latents"] = {"n": acc["latents"], "iou_vs_vae": acc["inter"]/max(acc["union"], 1),
                                 "pixel_agreement": acc["agree"]/max(acc["pixels"], 1), "threshold": 0.7}
@@ -129,6 +129,7 @@ def main(argv=None):
     C.table(speed, ["decoder", "ms_per_mask", "ms_per_mask_cpu", "speedup_vs_vae", "speedup_vs_vae_cpu"], "decode time (64x64, batch 8)")
     print("FLOPs:", {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in flops.items()})
     if "pipeline" in record: print("pipeline mIoU:", record["pipeline"])
+    print(C.load_caveat(env))
     print(f"-> {path}")
     return record
 

@@ -133,10 +133,16 @@ def main(argv=None):
     record = {"machine": env, "config": {"sizes": sizes, "steps": steps, "mixed_precision": mixed, "quick": args.quick,
                                          "data": "synthetic, pre-built (loading not timed)", "weights": "random"},
               "rows": rows, "targets": {"mini_cpu_peak_rss_gb_max": 4.0, "sd2_gpu_peak_gb_max_a2_bf16_ckpt": 40.0}}
+    mini = [r for r in rows if r["size"] == "mini" and dev.type == "cpu"]
+    sd2_a2 = [r for r in rows if r["size"] == "sd2" and dev.type == "cuda" and r["group"] == "paper_a2" and r["mixed_precision"] == "bf16"
+              and r["gradient_checkpointing"] and r["batch"] == 16]
+    record["meets_targets"] = {
+        "mini_cpu_peak_rss_under_4gb": all(r["peak_rss_gb"] < 4.0 for r in mini) if mini else C.NOT_MEASURED,
+        "sd2_a2_bf16_ckpt_batch16_under_40gb": all(r["peak_gpu_allocated_bytes"]/1e9 < 40.0 for r in sd2_a2) if sd2_a2 else C.NOT_MEASURED}
     if not any(r["size"] == "sd2" and dev.type == "cuda" for r in rows):
         record["not_measured"] = [{"size": "sd2", "image_size": 512, "batch": 16, "group": g, "mixed_precision": "bf16",
                                    "gradient_checkpointing": True, "samples_per_s": C.NOT_MEASURED, "peak_gpu_allocated_bytes": C.NOT_MEASURED,
-                                   "reason": "needs a GPU; run with --device cuda"} for g in ("paper_a2", "full")]
+                                   "reason": C.NO_GPU + "python benchmarks/train_throughput.py --device cuda"} for g in ("paper_a2", "full")]
         record["sd2_counted_state"] = sd2_counted(("paper_a2", "full"))
     key = f"{dev.type}-{'-'.join(sizes)}" + ("-quick" if args.quick else "")
     path = C.write_results(NAME, key, record, args.out)
@@ -148,6 +154,8 @@ def main(argv=None):
     if "sd2_counted_state" in record:
         C.table(record["sd2_counted_state"], ["group", "trainable_params", "state_gb_counted"],
                 "SD2 size: weights + grads + AdamW state, counted (activations excluded); samples/s and peak GPU memory: not measured")
+    print("targets:", record["meets_targets"])
+    print(C.load_caveat(env))
     print(f"-> {path}")
     return record
 

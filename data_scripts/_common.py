@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from digseg.data import _atomic_save, label_to_png, write_dataset_info  # noqa: E402
 from digseg.benchmarks import BENCHMARKS, class_names  # noqa: E402
+from digseg.finetune import data_root  # noqa: E402
 
 
 class PrepareError(Exception):
@@ -28,11 +29,13 @@ class PrepareError(Exception):
 
 
 def parser(name: str, doc: str, splits: tuple, default: tuple | None = None):
-    "The argument parser every script shares: --src, --dst, --split, --overwrite."
+    "The argument parser every script shares: --src, --dst (default `data_root()/name`), --split, --overwrite."
     p = argparse.ArgumentParser(prog=f"prepare_{name}.py", description=doc.split("\n\n")[0],
                                 epilog=doc.split("\n\n", 1)[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", required=True, type=Path, help="the official download (see the description)")
-    p.add_argument("--dst", required=True, type=Path, help="output folder in the digseg layout")
+    p.add_argument("--dst", type=Path, default=data_root()/name,
+                   help=f"output folder in the digseg layout (default $DIGSEG_DATA/{name}, DIGSEG_DATA defaulting to "
+                        f"datasets/digseg in the project: where the configs and `digseg evaluate` look)")
     p.add_argument("--split", nargs="+", choices=splits, default=list(default or splits), help="splits to prepare")
     p.add_argument("--overwrite", action="store_true", help="rewrite items that already exist")
     return p

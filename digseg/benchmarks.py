@@ -208,7 +208,7 @@ class MessFolder(SegFolder):
         if not ids: raise FileNotFoundError(f"`root`: no image in {img_dir} (*{spec['image_ext']}) has an annotation in {gt_dir} (*{spec['gt_ext']})")
         self.images, self._labels = [imgs[i] for i in ids], [gts[i] for i in ids]
         self.class_names = mess_class_names(self.key, use_mess) if use_mess else list(spec["class_names"])
-        self.ignore_index, self.skipped = spec["ignore_index"], []
+        self.ignore_index, self.skipped = spec["ignore_index"], {}   # as SegFolder: path -> reason, each unreadable item once
         self.info = {"name": spec["name"], "class_names": self.class_names, "ignore_index": self.ignore_index}
     def label_path(self, i): return self._labels[i]
 

@@ -10,7 +10,7 @@ from .config import project_root, runs_dir, get_profile
 
 # %% auto #0
 __all__ = ['EVAL_SETTINGS', 'EVAL_DEFAULTS', 'reproduce', 'segment_files', 'eval_settings', 'eval_dataset', 'eval_kwargs',
-           'run_evaluate', 'main']
+           'input_error', 'load_pipeline', 'run_evaluate', 'experiment_model', 'run_train', 'main']
 
 # %% ../nbs/90_cli.ipynb #dbcf9aab
 def reproduce(profile: str="mini",       # 'mini' or 'paper'
@@ -46,8 +46,8 @@ def segment_files(pipe, paths: list, classes: list, out_dir, **pipe_kwargs):
 
 # %% ../nbs/90_cli.ipynb #754a1e3a
 EVAL_SETTINGS = ("model", "dataset", "data", "split", "limit", "out", "mode", "crop_size", "stride", "resize_short",
-                 "overlays", "steps", "ensemble", "spacing", "threshold", "seed")
-EVAL_DEFAULTS = dict(overlays=4, steps=1, ensemble=1, spacing="trailing", threshold=0.7, seed=0)
+                 "overlays", "steps", "ensemble", "spacing", "threshold", "seed", "on_error")
+EVAL_DEFAULTS = dict(overlays=4, steps=1, ensemble=1, spacing="trailing", threshold=0.7, seed=0, on_error="raise")
 
 def _size(text: str):
     "A window size on the command line: '512' or '512,1024' (h, w)."
@@ -75,18 +75,19 @@ def eval_settings(given: dict,             # the flags given on the command line
 def eval_dataset(dataset: str|None=None, # benchmark name, 'mini_world' or None
                  data: str|None=None,    # prepared folder (or its parent), 'mini_world', or None
                  split: str|None=None,   # default: the benchmark's evaluation split ('val' otherwise)
-                 limit: int|None=None):
+                 limit: int|None=None,
+                 on_error: str="raise"): # 'skip': unreadable items are left out and counted
     "(name, dataset): the dataset `digseg evaluate` scores; name keys its protocol."
     from digseg.data import MiniWorld, SegFolder
     from digseg.benchmarks import load_benchmark, get_benchmark, BENCHMARKS
     if (dataset or "mini_world") == "mini_world" and (data or "mini_world") == "mini_world":
         return "mini_world", MiniWorld(split or "val", size=limit or 200)
     if dataset in (None, "mini_world"):                  # a prepared folder: its dataset.json names it
-        folder = SegFolder(data, split or "val")
+        folder = SegFolder(data, split or "val", on_error=on_error)
         if folder.info.get("name") not in BENCHMARKS: return folder.info.get("name", "folder"), folder
         dataset = folder.info["name"]
     name = get_benchmark(dataset).name
-    return name, load_benchmark(name, data or "datasets/digseg", split)
+    return name, load_benchmark(name, data or "datasets/digseg", split, on_error=on_error)
 
 def eval_kwargs(name: str, settings: dict):
     "`evaluate` keyword arguments: the protocol of `name`, overridden by the settings given."
@@ -138,32 +139,97 @@ def _add_evaluate(sub):
     p.add_argument("--stride", type=_size, help="sliding-window step, N or H,W (default 2/3 of the crop)")
     p.add_argument("--resize-short", dest="resize_short", type=int, help="resize the shorter image side to N before inference (0: native size)")
     p.add_argument("--overlays", type=int, help="write image | ground truth | prediction PNGs of the first N images (default 4)")
+    p.add_argument("--on-error", dest="on_error", choices=["raise", "skip"], help="an unreadable image or label: stop with "
+                   "its name ('raise', default) or leave it out and count it in metrics.json ('skip')")
     _pipe_args(p, suppress=True)
     return p
 
 # %% ../nbs/90_cli.ipynb #2b36fd1b
+def input_error(command: str, message: str):
+    "Stop `digseg <command>` on bad input: one line on stderr, exit code 2 (as a usage error), no traceback."
+    print(f"digseg {command}: error: " + " ".join(str(message).splitlines()), file=sys.stderr); raise SystemExit(2)
+
+def load_pipeline(path, command: str):
+    "The saved pipeline at `path`; a missing or damaged one stops `command` with the loader's one-line message."
+    from digseg.pipeline import DiGSegPipeline
+    try: return DiGSegPipeline.from_pretrained(path)
+    except (FileNotFoundError, ValueError) as e: input_error(command, str(e))
+
+# %% ../nbs/90_cli.ipynb #cc74564c
 def run_evaluate(settings: dict, # from `eval_settings`
                  fail):          # called with a message on bad settings (the parser's `error`)
     "`digseg evaluate`: load the model and dataset, evaluate, print the summary; returns 0."
     import json
     from digseg.evaluate import evaluate
-    from digseg.pipeline import DiGSegPipeline
     try:
         if settings.get("model") is None: fail("--model is required (or a --config whose train.output_dir holds the model)")
         if settings.get("out") is None: fail("--out is required (or `out:` in the config's eval section)")
         if settings.get("limit") is not None and settings["limit"] < 1: fail(f"--limit must be >= 1, got {settings['limit']}")
         if settings["overlays"] < 0: fail(f"--overlays must be >= 0, got {settings['overlays']}")
-        name, ds = eval_dataset(settings.get("dataset"), settings.get("data"), settings.get("split"), settings.get("limit"))
+        name, ds = eval_dataset(settings.get("dataset"), settings.get("data"), settings.get("split"), settings.get("limit"), settings["on_error"])
         kw = eval_kwargs(name, settings)
-        pipe = DiGSegPipeline.from_pretrained(settings["model"])
     except (ValueError, FileNotFoundError) as e: fail(str(e))
+    pipe = load_pipeline(settings["model"], "evaluate")
     pipe_kw = dict(num_inference_steps=settings["steps"], ensemble_size=settings["ensemble"],
                    timestep_spacing=settings["spacing"], threshold=settings["threshold"])
-    res = evaluate(pipe, ds, out_dir=settings["out"], limit=settings.get("limit"), overlays=settings["overlays"],
-                   seed=settings["seed"], **kw, **pipe_kw)
+    try: res = evaluate(pipe, ds, out_dir=settings["out"], limit=settings.get("limit"), overlays=settings["overlays"],
+                        seed=settings["seed"], **kw, **pipe_kw)
+    except (ValueError, FileNotFoundError) as e:   # another protocol in --out, an unreadable item: finished predictions are kept
+        item = not str(e).startswith("`")          # argument errors name the argument first; item errors name the file
+        input_error("evaluate", f"{e}" + (" (rerun with --on-error skip to leave unreadable items out; finished "
+                    "predictions are kept and not recomputed)" if item and settings["on_error"] == "raise" else ""))
     summary = {"dataset": name} | {k: v for k, v in res.items() if not isinstance(v, (list, dict))}
     if "binary" in res: summary["binary"] = res["binary"]
-    print(json.dumps(summary, indent=1)); print(f"metrics written to {Path(settings['out'])/'metrics.json'}")
+    print(json.dumps(summary, indent=1))
+    if res.get("skipped"):
+        path, why = next(iter(res["skipped_items"].items()))
+        print(f"skipped {res['skipped']} unreadable item(s), listed in metrics.json (skipped_items), e.g. {path}: {why}")
+    print(f"metrics written to {Path(settings['out'])/'metrics.json'}")
+    return 0
+
+# %% ../nbs/90_cli.ipynb #8dbca070
+_TRAIN_EPILOG = """examples:
+  digseg train --config configs/mini/train.yaml
+  digseg train --experiment train_main --list                           # the main paper model and its folder
+  accelerate launch -m digseg.cli train --experiment train_main         # train it on all GPUs (paper profile)
+  accelerate launch -m digseg.cli train --experiment table4_noise --model gaussian/COCO
+
+With --experiment the model is saved to runs/<profile>/models/<hash of its config>/model, the folder the
+experiment's notebook loads (set DIGSEG_RUNS to move runs/); a changed config gets a new folder."""
+
+def _experiment_models(name: str, profile: str):
+    "{label: training config} of an experiment's models (the configs its notebook trains, in runs/<profile>/models/)."
+    import tempfile
+    from digseg.experiments import Experiment, experiment_models
+    with tempfile.TemporaryDirectory() as d:   # the output folder plays no part in the models' folders
+        return experiment_models(Experiment(name, profile, out_dir=d, smoke=False))
+
+def experiment_model(name: str, profile: str="paper", label: str|None=None):
+    "(label, full training config) of one model of an experiment, as its notebook builds it."
+    models = _experiment_models(name, profile)
+    if not models: raise ValueError(f"`--experiment` {name} trains no model")
+    if label is None:
+        if len(models) > 1: raise ValueError(f"`--model`: {name} trains {len(models)} models, pick one of {list(models)}")
+        label = next(iter(models))
+    if label not in models: raise ValueError(f"`--model` must be one of {list(models)} for {name}, got {label!r}")
+    return label, models[label]
+
+def run_train(args, fail):
+    "`digseg train`: from a config file, or one model of an experiment; returns 0."
+    from digseg.finetune import train_digseg
+    if args.config is not None:
+        if args.model or args.list: fail("--model and --list go with --experiment, not --config")
+        config = args.config
+    else:
+        try:
+            if args.list:
+                for label, cfg in _experiment_models(args.experiment, args.profile).items():
+                    print(f"{label}: {cfg['train']['output_dir']}")
+                return 0
+            label, config = experiment_model(args.experiment, args.profile, args.model)
+        except (ValueError, FileNotFoundError) as e: fail(str(e))
+        print(f"{args.experiment} / {label}: training into {config['train']['output_dir']}")
+    print(f"saved the fine-tuned pipeline to {train_digseg(config, resume=not args.no_resume, max_steps=args.max_steps)}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #ec1f6a1e
@@ -177,10 +243,16 @@ def main(argv: list|None=None):
     p.add_argument("--only", default=None, help="comma-separated experiment names (default: all)")
     p.add_argument("--force", action="store_true", help="rerun experiments whose outputs are complete")
     p.add_argument("--dry-run", action="store_true", help="list the experiments and check their configs, run nothing")
-    p = sub.add_parser("train", help="fine-tune DiGSeg from a YAML config (resumes from the newest checkpoint)")
-    p.add_argument("--config", required=True, help="YAML with model / data / objective / train sections")
-    p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
-    p.add_argument("--max-steps", type=int, default=None, help="stop at this step")
+    tr = sub.add_parser("train", help="fine-tune DiGSeg from a YAML config, or a model of an experiment (resumes from the newest checkpoint)",
+                        epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = tr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="YAML with model / data / objective / train sections; saves to its train.output_dir")
+    src.add_argument("--experiment", help="an experiment name (e.g. table4_noise): train one of its models into the folder its notebook reads")
+    tr.add_argument("--profile", default="paper", choices=["mini", "paper"], help="with --experiment: the profile (default paper)")
+    tr.add_argument("--model", default=None, help="with --experiment: the label of the model (see --list; default: the only one)")
+    tr.add_argument("--list", action="store_true", help="with --experiment: list its models and their folders, train nothing")
+    tr.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    tr.add_argument("--max-steps", type=int, default=None, help="stop at this step")
     p = sub.add_parser("segment", help="segment images with text prompts")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--model", required=True, help="a saved DiGSeg pipeline folder")
@@ -192,20 +264,20 @@ def main(argv: list|None=None):
     if args.command == "reproduce":
         results = reproduce(args.profile, args.out, args.only.split(",") if args.only else None, args.force, args.dry_run)
         return 0 if all(v["state"] == "ok" for v in results.values()) else 1
-    if args.command == "train":
-        from digseg.finetune import train_digseg
-        print(f"saved the fine-tuned pipeline to {train_digseg(args.config, resume=not args.no_resume, max_steps=args.max_steps)}")
-        return 0
+    if args.command == "train": return run_train(args, tr.error)
     if args.command == "evaluate":
         given = vars(args)
         try: settings = eval_settings(given, given.get("config"))
         except (ValueError, TypeError, FileNotFoundError) as e: ev.error(str(e))
         return run_evaluate(settings, ev.error)
-    from digseg.pipeline import DiGSegPipeline
-    pipe = DiGSegPipeline.from_pretrained(args.model)
-    kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble, timestep_spacing=args.spacing, threshold=args.threshold)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    for w in segment_files(pipe, args.images, classes, args.out, generator=__import__("torch").Generator().manual_seed(args.seed), **kw): print(w)
+    if not classes: input_error("segment", f"--classes names no class, got {args.classes!r}")
+    if missing := [p for p in args.images if not Path(p).is_file()]: input_error("segment", f"image file(s) not found: {missing}")
+    pipe = load_pipeline(args.model, "segment")
+    kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble, timestep_spacing=args.spacing, threshold=args.threshold)
+    try: written = segment_files(pipe, args.images, classes, args.out, generator=__import__("torch").Generator().manual_seed(args.seed), **kw)
+    except (ValueError, TypeError) as e: input_error("segment", str(e))   # an unreadable image, a bad --steps ...
+    for w in written: print(w)
     return 0
 
 # `python -m digseg.cli` (e.g. under `accelerate launch -m`); not when this notebook itself runs

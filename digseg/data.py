@@ -16,7 +16,8 @@ from .config import check_int, check_float, check_choice
 # %% auto #0
 __all__ = ['COLOURS', 'SHAPES', 'DOMAINS', 'BACKGROUND', 'UNSEEN_COMPOSITIONS', 'SPLITS', 'world_class_names', 'shape_mask',
            'background', 'WorldConfig', 'render_scene', 'seen_class_names', 'MiniWorld', 'label_to_png',
-           'write_dataset_info', 'write_split', 'SegFolder', 'read_dataset_info', 'augment', 'ClassMaskSamples']
+           'write_dataset_info', 'write_split', 'SegFolder', 'read_dataset_info', 'augment', 'ClassMaskSamples',
+           'SemanticSamples']
 
 # %% ../nbs/07_data.ipynb #58d7d23c
 COLOURS = {"red": (215, 45, 40), "green": (45, 170, 65), "blue": (45, 85, 215), "yellow": (230, 205, 45)}
@@ -312,3 +313,22 @@ class ClassMaskSamples(Dataset):
         mask = (label == c).float()
         valid = (label != self.ignore_index).float()   # padded / unlabelled pixels carry no target
         return {"image": image, "mask": mask, "valid": valid, "class_id": c, "class_name": self.class_names[c]}
+
+# %% ../nbs/07_data.ipynb #829d3059
+class SemanticSamples(Dataset):
+    "(image, label) training items with scale jitter, crop to `size` and flip, deterministic per (seed, epoch, index)."
+    def __init__(self, base,                    # a dataset yielding dicts with image / label
+                 size: int,                     # training crop side
+                 seed: int=0,
+                 augment_kw: dict|None=None):   # extra arguments for `augment`
+        if not hasattr(base, "class_names"): raise TypeError(f"`base` must be a dataset with `class_names`, got {type(base).__name__}")
+        self.base, self.size, self.seed, self.epoch = base, check_int("size", size, 1), check_int("seed", seed, 0), 0
+        self.class_names, self.ignore_index = base.class_names, getattr(base, "ignore_index", 255)
+        self.augment_kw = augment_kw or {}
+    def set_epoch(self, epoch: int): self.epoch = check_int("epoch", epoch, 0)
+    def __len__(self): return len(self.base)
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch * 100_003 + i) % 2**63)
+        item = self.base[i]
+        image, label = augment(item["image"], item["label"], self.size, g, ignore_index=self.ignore_index, **self.augment_kw)
+        return {"image": image, "label": label}

@@ -28,7 +28,7 @@ __all__ = ['TABLE3_ROWS', 'INFERENCE_QUERIES', 'CLIP_TRAINABLE', 'TINY_DEDOS_CON
            'sine_position_encoding', 'MaskedDecoderLayer', 'MaskedTransformerDecoder', 'semantic_targets',
            'resize_targets', 'pairwise_mask_costs', 'hungarian_match', 'match_predictions', 'targets_at', 'mask_losses',
            'class_loss', 'set_loss', 'DEDOSOutput', 'DEDOSModel', 'parameter_groups', 'segment', 'build_tiny_dedos',
-           'SemanticSamples', 'DEDOSTrainingModule']
+           'DEDOSTrainingModule', 'SemanticSamples']
 
 # %% ../nbs/12_dedos.ipynb #e504d3a0
 TABLE3_ROWS = ("I", "II", "III", "IV", "V")
@@ -659,22 +659,8 @@ def build_tiny_dedos(seed: int=0,        # weight-init seed
         return DEDOSModel(build_vae("tiny", seed=None), build_unet("tiny", seed=None), build_tiny_clip(seed=None), cfg)
 
 # %% ../nbs/12_dedos.ipynb #ef4847d7
-class SemanticSamples(Dataset):
-    "(image, label) training items with scale jitter, crop to `size` and flip, deterministic per (seed, epoch, index)."
-    def __init__(self, base,                    # a dataset yielding dicts with image / label
-                 size: int,                     # training crop side
-                 seed: int=0,
-                 augment_kw: dict|None=None):   # extra arguments for `digseg.data.augment`
-        self.base, self.size, self.seed, self.epoch = base, check_int("size", size, 1), check_int("seed", seed, 0), 0
-        self.class_names, self.ignore_index = base.class_names, getattr(base, "ignore_index", 255)
-        self.augment_kw = augment_kw or {}
-    def set_epoch(self, epoch: int): self.epoch = check_int("epoch", epoch, 0)
-    def __len__(self): return len(self.base)
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch * 100_003 + i) % 2**63)
-        item = self.base[i]
-        image, label = augment(item["image"], item["label"], self.size, g, ignore_index=self.ignore_index, **self.augment_kw)
-        return {"image": image, "label": label}
+from .data import SemanticSamples   # lives beside ClassMaskSamples; re-exported here
+_all_ = ["SemanticSamples"]
 
 # %% ../nbs/12_dedos.ipynb #c601311b
 class DEDOSTrainingModule(nn.Module):

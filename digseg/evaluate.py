@@ -211,14 +211,30 @@ def binary_scores(matrix: torch.Tensor, # (K, K+1) confusion counts: rows ground
     return {k: (None if math.isnan(float(s[k][1])) else float(s[k][1])) for k in ("IoU", "precision", "recall", "F1", "Dice")}
 
 # %% ../nbs/10b_evaluate.ipynb #c42b1608
-def _save_pred(path: Path, pred: np.ndarray):
-    from PIL import Image
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray((pred + 1).astype(np.uint16)).save(tmp); os.replace(tmp, path)   # +1: 'no class' (-1) stored as 0
+def _tmp_name(path: Path): return path.with_name(f".{path.name}.tmp")   # hidden, and no *.png / *.json suffix
 
-def _load_pred(path: Path):
+def _atomic_write(path: Path, write):
+    "Call `write(tmp)`, then rename the temporary over `path`: a kill leaves `path` whole or absent."
+    tmp = _tmp_name(path)
+    try: write(tmp); os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+def _clean_temporaries(folder: Path):
+    "Delete the temporaries a killed run left in `folder` (and the `<id>.png.tmp.png` of earlier versions)."
+    for p in list(folder.glob(".*.tmp")) + list(folder.glob("*.tmp.png")): p.unlink(missing_ok=True)
+
+def _save_image(path: Path, array: np.ndarray):
     from PIL import Image
-    return np.asarray(Image.open(path)).astype(np.int64) - 1
+    _atomic_write(path, lambda t: Image.fromarray(array).save(t, format="PNG"))
+
+def _save_pred(path: Path, pred: np.ndarray): _save_image(path, (pred + 1).astype(np.uint16))   # +1: 'no class' (-1) stored as 0
+
+def _load_pred(path: Path, shape: tuple):
+    "The saved prediction, or None if it cannot be read or has not the label's `shape` (it is then made again)."
+    from PIL import Image
+    try: pred = np.asarray(Image.open(path)).astype(np.int64) - 1
+    except Exception: return None
+    return pred if pred.shape == tuple(shape) else None
 
 def _image_seed(seed, image_id):
     return int.from_bytes(hashlib.sha256(f"{seed}/{image_id}".encode()).digest()[:8], "little") % 2**63
@@ -234,13 +250,22 @@ def _check_resume(out_dir: Path, protocol: dict):
     "Record the protocol of `out_dir`'s predictions; refuse to resume under another one."
     p = out_dir/"protocol.json"; new = _strict(protocol)
     if p.exists():
-        old = json.loads(p.read_text())
+        try: old = json.loads(p.read_text())
+        except ValueError: raise ValueError(f"`out_dir`: {p} is not valid JSON; delete it (and preds/ if its protocol is unknown)") from None
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff: raise ValueError(f"`out_dir` {out_dir} holds predictions made with another protocol ({', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff)}); "
                                   "use a new out_dir, or delete its preds/ and protocol.json")
-    else: p.write_text(json.dumps(new, indent=1))
+    else: _atomic_write(p, lambda t: t.write_text(json.dumps(new, indent=1)))
 
 # %% ../nbs/10b_evaluate.ipynb #9735929e
+def _skip_record(dataset, i: int):
+    "(path, reason) of item `i`, which `dataset` skipped: from its `skipped` record (`SegFolder`: path -> reason)."
+    images = getattr(dataset, "images", None)
+    key = str(images[i]) if images is not None and i < len(images) else f"item {i}"
+    record = getattr(dataset, "skipped", None)
+    return key, str(record.get(key, "unreadable") if isinstance(record, dict) else "unreadable")
+
+# %% ../nbs/10b_evaluate.ipynb #083e310d
 def evaluate(pipe,                          # a DiGSegPipeline
              dataset,                       # items with image / label / id; `class_names`, `ignore_index`
              out_dir: str|Path|None=None,   # where predictions, metrics.json and overlays go (None: nothing saved)
@@ -276,32 +301,38 @@ def evaluate(pipe,                          # a DiGSegPipeline
     cm = ConfusionMatrix(len(names), ignore_index=dataset.ignore_index, class_names=names)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     out_dir = Path(out_dir) if out_dir else None
-    if out_dir: (out_dir/"preds").mkdir(parents=True, exist_ok=True); _check_resume(out_dir, protocol)
+    if out_dir:
+        (out_dir/"preds").mkdir(parents=True, exist_ok=True); _check_resume(out_dir, protocol)
+        for f in (out_dir, out_dir/"preds", out_dir/"overlays"): _clean_temporaries(f)
     if out_dir and overlays: (out_dir/"overlays").mkdir(exist_ok=True)
-    t0, done = time.time(), 0
+    t0, done, scored, skipped = time.time(), 0, 0, {}
     bar = tqdm(range(n), desc="evaluate", disable=not progress, unit="img")
     for i in bar:
         item = dataset[i]
-        if item is None: continue                        # a skipped (unreadable) item
+        if item is None: skipped.update([_skip_record(dataset, i)]); continue   # unreadable, and on_error='skip'
         p = out_dir/"preds"/f"{item['id']}.png" if out_dir else None
-        if p is not None and p.exists(): pred = _load_pred(p)
-        else:
+        pred = _load_pred(p, item["label"].shape) if p is not None and p.exists() else None
+        if pred is None:
             g = torch.Generator().manual_seed(_image_seed(seed, item["id"]))
             lab = predict_labels(pipe, item["image"], prompts, mode, crop_size, stride, resize_short, g, **pipe_kwargs)
             pred = to_dataset_labels(lab, prompt_ids, bg_id).numpy(); done += 1
             if p is not None: _save_pred(p, pred)
-        cm.update(pred, item["label"].numpy())
+        cm.update(pred, item["label"].numpy()); scored += 1
         if out_dir and i < overlays and not (o := out_dir/"overlays"/f"{item['id']}.png").exists():
-            Image.fromarray(comparison_panel(item["image"], item["label"], torch.from_numpy(pred), len(names), dataset.ignore_index)).save(o)
-        bar.set_postfix(img_per_s=f"{done/max(time.time()-t0, 1e-9):.2f}")
+            _save_image(o, comparison_panel(item["image"], item["label"], torch.from_numpy(pred), len(names), dataset.ignore_index))
+        bar.set_postfix(img_per_s=f"{done/max(time.time()-t0, 1e-9):.2f}", skipped=len(skipped))
+    if n and not scored:
+        raise ValueError(f"`dataset`: none of the {n} items read could be scored, all were unreadable, e.g. {next(iter(skipped.items()))}")
     res = cm.compute()
-    res["images"], res["seconds"], res["protocol"] = n, round(time.time() - t0, 2), protocol
+    res["images"], res["skipped"], res["skipped_items"] = scored, len(skipped), skipped
+    res["seconds"], res["protocol"] = round(time.time() - t0, 2), protocol
     for sub, cls in (subsets or {}).items():
         iou = [res["IoU"][names.index(c)] for c in cls]
         iou = [v for v in iou if v is not None and not (isinstance(v, float) and np.isnan(v))]
         res[f"mIoU_{sub}"] = float(np.mean(iou)) if iou else float("nan")
     if binary: res["binary"] = {b: binary_scores(cm.matrix, ids) for b, ids in binary.items()}
     if out_dir:
-        extra = {k: v for k, v in res.items() if k.startswith("mIoU_") or k in ("images", "seconds", "binary", "protocol")}
-        (out_dir/"metrics.json").write_text(json.dumps(json.loads(cm.to_json()) | _strict(extra), indent=1, allow_nan=False))
+        extra = {k: v for k, v in res.items() if k.startswith("mIoU_") or k in ("images", "skipped", "skipped_items", "seconds", "binary", "protocol")}
+        text = json.dumps(json.loads(cm.to_json()) | _strict(extra), indent=1, allow_nan=False)
+        _atomic_write(out_dir/"metrics.json", lambda t: t.write_text(text))
     return res

@@ -11,8 +11,8 @@ from .config import project_root, runs_dir, get_profile, check_choice
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'Experiment', 'train_config', 'train_model',
-           'checkpoints_of', 'load_trainable', 'eval_dataset', 'run_eval', 'paper_numbers', 'paper_value', 'row',
-           'write_results', 'save_figure']
+           'experiment_models', 'checkpoints_of', 'load_trainable', 'eval_dataset', 'eval_settings', 'run_eval',
+           'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -30,6 +30,8 @@ EXPERIMENTS = {
     "fig8_spacing":       dict(title="Figure 8: DDIM leading vs trailing", paper=None),
     "qualitative":        dict(title="Figures 4, 5, 9-14: qualitative results", paper=None),
     "prior_value":        dict(title="The value of the generative prior (mini study)", paper=None),
+    "dedos_main":         dict(title="DEDOS Tables 1-2: main results (DEDOS vs its baseline and DiGSeg)", paper="dedos.table1_standard"),
+    "dedos_ablations":    dict(title="DEDOS Tables 3-6 and Figure 4: ablations", paper="dedos.table3_components"),
 }
 
 # %% ../nbs/20_experiments.ipynb #874d71a4
@@ -93,6 +95,37 @@ def train_model(cfg: dict, progress: bool=True):
         out = train_digseg(cfg)
     return DiGSegPipeline.from_pretrained(out)
 
+# %% ../nbs/20_experiments.ipynb #8713ea49
+def _bases(exp: Experiment):
+    "{label: training spec} of the base models of an experiment (one per evaluation with its own `train_for`)."
+    c = exp.cfg; main = c.get("train")
+    bases = {"main": main} if main is not None else {}
+    if c.get("train_for"):
+        used = set(c.get("eval") or {}) or set(c["train_for"])
+        bases = {**({"main": main} if main is not None and used - set(c["train_for"]) else {}),
+                 **{k: v for k, v in c["train_for"].items() if k in used}}
+    return bases
+
+def experiment_models(exp: Experiment):
+    "{label: full training config} of every model `exp` trains (the configs its notebook passes to `train_model`)."
+    c, out = exp.cfg, {}
+    add = lambda label, spec, variant=None: out.__setitem__(label, train_config(exp, spec, variant))
+    groups = [c[g] for g in ("tasks", "sets") if c.get(g)]
+    if groups:   # Tables 3 / 8, the qualitative figures: an item's own model, else the main one
+        if any("train" not in t for g in groups for t in g.values()): add("main", c["train"])
+        for g in groups:
+            for k, t in g.items():
+                if "train" in t: add(k, t["train"])
+        return out
+    bases = _bases(exp)
+    variants = dict(c.get("variants") or {})
+    variants.update({k: v.get("variant") for k, v in (c.get("sources") or {}).items()})
+    variants.update({f"ratio {r}": None if float(r) == 1 else {"data": {"ratio": float(r)}} for r in c.get("ratios") or []})
+    for b, spec in bases.items():
+        if not variants: add(b, spec)
+        for v, over in variants.items(): add(v if len(bases) == 1 else f"{v}/{b}", spec, over)
+    return out
+
 # %% ../nbs/20_experiments.ipynb #32573325
 def checkpoints_of(cfg: dict):
     "(step, elapsed seconds, checkpoint folder) of every kept checkpoint of a training config."
@@ -121,19 +154,32 @@ def eval_dataset(spec: dict, exp: Experiment|None=None):
         wc = WorldConfig(image_size=SMOKE_EVAL["size"] if smoke else spec.get("image_size", 64))
         return MiniWorld(spec.get("split", "val"), size=size, seed=spec.get("seed", 0), cfg=wc)
     from digseg.benchmarks import load_benchmark
-    return load_benchmark(name, spec["root"], spec.get("split"), on_error=spec.get("on_error", "raise"))
+    from digseg.finetune import data_root
+    return load_benchmark(name, spec.get("root") or data_root(), spec.get("split"), on_error=spec.get("on_error", "raise"))
+
+# %% ../nbs/20_experiments.ipynb #88bba7ce
+def eval_settings(spec: dict, **pipe_kwargs):
+    "The `evaluate` keyword arguments of a dataset spec: its benchmark's protocol, overridden by `pipe_kwargs`."
+    from digseg.evaluate import eval_protocol
+    name = spec.get("name", "mini_world")
+    try: proto = eval_protocol(name)
+    except ValueError: proto = {}                                  # a folder that is no benchmark: whole images
+    bg = spec.get("background", proto.pop("background", "background"))
+    return {**proto, **pipe_kwargs, "background": bg}
 
 def run_eval(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
-    "Evaluate `pipe` on a dataset spec (resumable, shared by experiments); return the metrics dict."
+    "Evaluate `pipe` on a dataset spec with its benchmark's protocol (resumable, shared by experiments); return the metrics dict."
     from digseg.evaluate import evaluate
     ds = eval_dataset(spec, exp)
     limit = SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit")
-    # the same model on the same data with the same settings is scored once, whichever experiment asks
-    key = hashlib.sha256(json.dumps([spec, limit, pipe_kwargs], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    kw = eval_settings(spec, **pipe_kwargs)
+    # the same model on the same data with the same settings is scored once, whichever experiment asks;
+    # the key holds what differs from a plain whole-image run, so mini-world keys predate the protocols
+    extra = {k: v for k, v in kw.items() if k != "background" and k not in pipe_kwargs}
+    key = hashlib.sha256(json.dumps([spec, limit, {**pipe_kwargs, **extra}], sort_keys=True, default=str).encode()).hexdigest()[:12]
     home = Path(pipe.config._name_or_path or exp.out)
     out = (home if home.is_dir() else exp.out)/"eval"/key
-    return evaluate(pipe, ds, out_dir=out, limit=limit, progress=not exp.smoke,
-                    subsets=_subsets(spec.get("subsets")), background=spec.get("background", "background"), **pipe_kwargs)
+    return evaluate(pipe, ds, out_dir=out, limit=limit, progress=not exp.smoke, subsets=_subsets(spec.get("subsets")), **kw)
 
 def _subsets(subsets: dict|None):
     "Class subsets by name; the mini world's 'seen' / 'unseen' shorthands expand to their class lists."

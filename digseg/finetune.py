@@ -16,7 +16,7 @@ from .unet import unet_input, set_trainable, TRAINABLE_GROUPS
 
 # %% auto #0
 __all__ = ['MASK_LOSSES', 'DiGSegObjective', 'predicted_clean', 'decoded_mask_loss', 'DiGSegTrainingModule', 'load_config',
-           'build_pipeline', 'build_training_data', 'train_digseg']
+           'build_pipeline', 'data_root', 'ConcatSamples', 'build_training_data', 'train_digseg']
 
 # %% ../nbs/10a_finetune.ipynb #d10ed192
 MASK_LOSSES = ("none", "l2", "bce_dice")
@@ -120,36 +120,67 @@ def load_config(config):   # a dict, or a path to a YAML file
 
 def build_pipeline(model: dict):
     "The untrained DiGSeg pipeline a `model` config section describes (spec tiny / mini / sd2)."
-    from digseg.models import build_tiny_pipeline, build_sd2_pipeline
+    from digseg.models import build_tiny_pipeline, build_sd2_pipeline, _seeded
     spec = check_choice("model.spec", model.get("spec", "mini"), ("tiny", "mini", "sd2"))
+    scratch = model.get("from_scratch", False)
+    if not isinstance(scratch, bool): raise TypeError(f"`model.from_scratch` must be true or false, got {scratch!r}")
     if spec == "tiny": return build_tiny_pipeline(seed=model.get("seed", 0))
     if spec == "mini":
         from digseg.prior import build_mini_pipeline, pretrain_prior, PriorConfig
-        prior = model.get("prior_dir") or pretrain_prior(PriorConfig(**model.get("prior", {})), from_scratch_unet=model.get("from_scratch", False))
-        return build_mini_pipeline(prior, from_scratch=model.get("from_scratch", False), seed=model.get("seed", 0))
-    return build_sd2_pipeline(model.get("sd2_path", "stabilityai/stable-diffusion-2"), model.get("clip_weights"), model.get("clip_arch", "ViT-L-14"))
+        prior = model.get("prior_dir") or pretrain_prior(PriorConfig(**model.get("prior", {})), from_scratch_unet=scratch)
+        return build_mini_pipeline(prior, from_scratch=scratch, seed=model.get("seed", 0))
+    pipe = build_sd2_pipeline(model.get("sd2_path", "stabilityai/stable-diffusion-2"), model.get("clip_weights"), model.get("clip_arch", "ViT-L-14"))
+    if scratch:   # the no-prior baseline: SD2's architecture (conv_in already 8 wide), random weights; VAE and CLIP stay SD2's
+        from diffusers import UNet2DConditionModel
+        unet = _seeded(model.get("seed", 0), lambda: UNet2DConditionModel.from_config(pipe.unet.config))
+        pipe.register_modules(unet=unet.to(pipe.unet.dtype))
+    return pipe
 
-def build_training_data(data: dict, seed: int=0):
-    "Per-(image, class) samples for the `data` config section (the mini world or a prepared dataset folder)."
-    from digseg.data import MiniWorld, SegFolder, ClassMaskSamples, seen_class_names, world_class_names
-    name = data.get("dataset", "mini_world")
+def data_root():
+    "Where `data_scripts/` write prepared datasets and configs read them: `$DIGSEG_DATA`, default `<project>/datasets/digseg`."
+    import os
+    from pathlib import Path
+    from digseg.config import project_root
+    return Path(os.environ.get("DIGSEG_DATA") or project_root()/"datasets"/"digseg")
+
+class ConcatSamples(torch.utils.data.ConcatDataset):
+    "Training samples of several datasets, one after the other (each keeps its own class names)."
+    def set_epoch(self, epoch: int):
+        for d in self.datasets: d.set_epoch(epoch)
+    @property
+    def skipped(self): return {k: v for d in self.datasets for k, v in getattr(d, "skipped", {}).items()}
+
+def _training_base(name, data: dict):
+    "(segmentation dataset, prompted class ids or None) of one `data.dataset` entry."
+    from pathlib import Path
+    from digseg.data import MiniWorld, SegFolder, seen_class_names, world_class_names
     if name == "mini_world":
         base = MiniWorld(data.get("split", "train"), size=data.get("size", 4000), seed=data.get("world_seed", 0))
-        vocab = [world_class_names().index(c) for c in seen_class_names()]   # unseen compositions are never prompted
-    else:
-        from digseg.benchmarks import BENCHMARKS, load_benchmark
-        if name in BENCHMARKS:   # a registry name: checked against its registered classes and ignore label
-            base = load_benchmark(name, data.get("root", "datasets/digseg"), data.get("split", "train"), on_error=data.get("on_error", "raise"))
-        else: base = SegFolder(name, data.get("split", "train"), on_error=data.get("on_error", "raise"))
-        vocab = None
+        return base, [world_class_names().index(c) for c in seen_class_names()]   # unseen compositions are never prompted
+    from digseg.benchmarks import BENCHMARKS, ALIASES, load_benchmark
+    if not isinstance(name, (str, Path)): raise TypeError(f"`data.dataset` entries must be benchmark names or folders, got {name!r}")
+    if ALIASES.get(str(name).lower(), name) in BENCHMARKS:   # a registry name: checked against its registered classes and ignore label
+        return load_benchmark(name, data.get("root") or data_root(), data.get("split", "train"), on_error=data.get("on_error", "raise")), None
+    return SegFolder(name, data.get("split", "train"), on_error=data.get("on_error", "raise")), None
+
+def build_training_data(data: dict, seed: int=0):
+    "Per-(image, class) samples for the `data` config section: the mini world, a prepared dataset, or a list of them (concatenated)."
+    from digseg.data import ClassMaskSamples
+    names = data.get("dataset", "mini_world")
+    names = list(names) if isinstance(names, (list, tuple)) else [names]
+    if not names: raise ValueError("`data.dataset` must name at least one dataset")
     ratio = check_float("data.ratio", data.get("ratio", 1.0), 0.0, 1.0)
-    if ratio < 1.0:   # Fig. 6: the subset is fixed by `ratio_seed`, not by the training seed
-        from digseg.benchmarks import subsample
-        base = subsample(base, ratio, seed=data.get("ratio_seed", 0))
     bg = data.get("background", "background")
-    exclude = tuple(i for i, n in enumerate(base.class_names) if n == bg)
-    return ClassMaskSamples(base, vocabulary=vocab, exclude=exclude, empty_rate=data.get("empty_rate", 0.2),
-                            size=data.get("image_size", 64), seed=seed)
+    parts = []
+    for name in names:
+        base, vocab = _training_base(name, data)
+        if ratio < 1.0:   # Fig. 6: the subset is fixed by `ratio_seed`, not by the training seed
+            from digseg.benchmarks import subsample
+            base = subsample(base, ratio, seed=data.get("ratio_seed", 0))
+        exclude = tuple(i for i, n in enumerate(base.class_names) if n == bg)
+        parts.append(ClassMaskSamples(base, vocabulary=vocab, exclude=exclude, empty_rate=data.get("empty_rate", 0.2),
+                                      size=data.get("image_size", 64), seed=seed))
+    return parts[0] if len(parts) == 1 else ConcatSamples(parts)
 
 def train_digseg(config,                 # dict or YAML path (see `load_config`)
                  resume: bool=True,      # continue from the newest checkpoint of output_dir

@@ -10,12 +10,14 @@ import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline, DDIMScheduler
 from diffusers.utils import BaseOutput
+from diffusers.pipelines.pipeline_loading_utils import _fetch_class_library_tuple
 from .config import check_int, check_float, check_choice, check_tensor
 from .latents import image_to_tensor, encode_pixels, decode_mask, vae_scale_factor
 from .text import TextConditioner, TextEmbeddingCache, format_prompts, PROMPT_TEMPLATE
 from .unet import unet_input
 from .sampler import denoise, TIMESTEP_SPACINGS
 from .models import resolve_pretrained, check_weight_files
+from .mask_decoder import MaskDecoder
 
 # %% auto #0
 __all__ = ['BACKGROUND', 'propose_candidates', 'aggregate', 'pair_generators', 'working_size', 'DiGSegOutput', 'DiGSegPipeline',
@@ -90,16 +92,21 @@ class DiGSegOutput(BaseOutput):
 # %% ../nbs/10_pipeline.ipynb #6ea6e397
 class DiGSegPipeline(DiffusionPipeline):
     "DiGSeg: segment an image with text prompts by denoising a mask latent conditioned on the image latent."
-    model_cpu_offload_seq = "clip->text_projection->vae->unet->vae"
+    model_cpu_offload_seq = "clip->text_projection->vae->unet->vae->mask_decoder"
+    _optional_components = ["mask_decoder"]
     def __init__(self, vae, unet, clip, text_projection, scheduler,
                  vocabulary: list|None=None,           # default candidate vocabulary (A.3)
                  prompt_template: str=PROMPT_TEMPLATE,
-                 processing_resolution: int|None=None): # working long side (None: the U-Net's sample size in pixels)
+                 processing_resolution: int|None=None, # working long side (None: the U-Net's sample size in pixels)
+                 mask_decoder: MaskDecoder|None=None):  # decodes masks instead of the VAE decoder (None: the VAE, as in the paper)
         super().__init__()
         _check_components(vae, unet, clip, text_projection)
+        _check_mask_decoder(mask_decoder, vae)
         if processing_resolution is not None: check_int("processing_resolution", processing_resolution, 0)
-        self.register_modules(vae=vae, unet=unet, clip=clip, text_projection=text_projection, scheduler=scheduler)
-        for m in (vae, unet, clip, text_projection): m.eval()   # inference numerics, as from_pretrained gives
+        self.register_modules(vae=vae, unet=unet, clip=clip, text_projection=text_projection, scheduler=scheduler,
+                              mask_decoder=mask_decoder)
+        for m in (vae, unet, clip, text_projection, mask_decoder):
+            if m is not None: m.eval()                          # inference numerics, as from_pretrained gives
         self.register_to_config(vocabulary=list(vocabulary) if vocabulary else None, prompt_template=prompt_template,
                                 processing_resolution=processing_resolution)
         self.text_cache = TextEmbeddingCache()
@@ -126,6 +133,43 @@ def _check_components(vae, unet, clip, text_projection):
     if text_projection.config.out_dim != unet.config.cross_attention_dim:
         raise ValueError(f"`text_projection` gives out_dim={text_projection.config.out_dim}, but the U-Net's "
                          f"cross_attention_dim is {unet.config.cross_attention_dim}")
+
+def _check_mask_decoder(mask_decoder, vae):
+    "Refuse a mask decoder that is not a `MaskDecoder` or was not built for this VAE's latents."
+    if mask_decoder is None: return
+    if not isinstance(mask_decoder, MaskDecoder):
+        raise TypeError(f"`mask_decoder` must be a digseg.mask_decoder.MaskDecoder or None, got {type(mask_decoder).__name__}")
+    got, want = (mask_decoder.config.latent_channels, mask_decoder.config.scale_factor), (vae.config.latent_channels, vae_scale_factor(vae))
+    if got != want:
+        raise ValueError(f"`mask_decoder` (latent_channels={got[0]}, scale_factor={got[1]}) does not fit the VAE "
+                         f"(latent_channels={want[0]}, scale_factor={want[1]}): build it with MaskDecoder.for_vae(vae)")
+
+# %% ../nbs/10_pipeline.ipynb #7507e7be
+def _setattr(self: DiGSegPipeline, name, value):
+    "Attribute assignment; a `mask_decoder` attached after construction is checked, placed beside the VAE and recorded."
+    if name == "mask_decoder" and "mask_decoder" in self.__dict__:
+        try: _check_mask_decoder(value, self.vae)
+        except (TypeError, ValueError):    # register_modules records the new class before setting it: undo that
+            self.register_to_config(mask_decoder=_library_class(self.__dict__["mask_decoder"])); raise
+        if value is not None:
+            p = next(value.parameters(), None)
+            if p is not None and (p.device, p.dtype) != (self.vae.device, self.vae.dtype): value.to(self.vae.device, self.vae.dtype)
+            value.eval()
+        self.register_to_config(mask_decoder=_library_class(value))
+    DiffusionPipeline.__setattr__(self, name, value)
+
+def _library_class(module):
+    "What model_index.json records for a component: (library, class name), or (None, None) for none."
+    return _fetch_class_library_tuple(module) if module is not None else (None, None)
+
+DiGSegPipeline.__setattr__ = _setattr
+
+def _decode_masks(self: DiGSegPipeline, latent, size):
+    "(P, h, w) float masks in [0, 1] from scaled mask latents: the mask decoder if attached, else the VAE decoder."
+    dec = self.mask_decoder
+    return (dec.decode(latent, size=size) if dec is not None else decode_mask(self.vae, latent, size=size)).float()
+
+DiGSegPipeline.decode_masks = _decode_masks
 
 # %% ../nbs/10_pipeline.ipynb #29052556
 def _from_pretrained(cls, pretrained_model_name_or_path, # a saved pipeline folder, or a hub id in the local HF cache
@@ -219,7 +263,7 @@ def _call(self: DiGSegPipeline,
         out = denoise(model_fn, z_x[bi.to(z_x.device)], cond[ki.to(device)], num_inference_steps=num_inference_steps,
                       timestep_spacing=timestep_spacing, ensemble_size=ensemble_size,
                       generator=pair_generators(base_seed, bi, ki, ensemble_size), scheduler=self.scheduler)
-        m = decode_mask(self.vae, out.mean, size=(h, w)).float()                        # one decode per class
+        m = self.decode_masks(out.mean, (h, w))                                         # one decode per class
         probs[bi, ki] = _resize(m[:, None], (H, W))[:, 0].clamp(0, 1).cpu()              # back to the input's size
         spread = out.std.float().mean(1, keepdim=True)                                  # (P, 1, h', w') latent grid
         # the latent grid covers the padded image: upsample to it, crop like the decoded mask, resize to the input

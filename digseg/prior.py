@@ -11,7 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from .config import cache_dir, check_int
+from .config import cache_dir, check_int, check_choice
 from .data import MiniWorld, WorldConfig
 from .models import build_unet, build_vae, MINI_CLIP_CONFIG
 from .text import ClipBackbone, PROMPT_TEMPLATE
@@ -20,8 +20,8 @@ from .sampler import make_train_scheduler, add_noise, training_target, sample_ti
 from .train import Trainer, TrainConfig
 
 # %% auto #0
-__all__ = ['PRIOR_VERSION', 'PriorSamples', 'VAEPretraining', 'set_latent_scale', 'ClipPretraining', 'TextToImagePretraining',
-           'PriorConfig', 'pretrain_prior', 'load_prior', 'build_mini_pipeline']
+__all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'PriorSamples', 'VAEPretraining', 'set_latent_scale', 'ClipPretraining',
+           'TextToImagePretraining', 'PriorConfig', 'pretrain_prior', 'load_prior', 'build_mini_pipeline']
 
 # %% ../nbs/09a_prior.ipynb #6cf5f615
 class PriorSamples(Dataset):
@@ -41,16 +41,20 @@ class PriorSamples(Dataset):
                 "caption": caption}
 
 # %% ../nbs/09a_prior.ipynb #82a9f08b
+VAE_LOSSES = ("mse", "l1")
+
 class VAEPretraining(nn.Module):
-    "L1 reconstruction + KL of images and masks."
-    def __init__(self, vae, kl_weight: float=1e-6):
+    "Reconstruction (squared error or L1) + KL of images and masks."
+    def __init__(self, vae, kl_weight: float=1e-6, loss: str="mse"):
         super().__init__(); self.vae, self.kl_weight = vae, kl_weight
+        self.loss = check_choice("loss", loss, VAE_LOSSES)
     def forward(self, batch, generator):
         x = torch.cat([batch["image"]*2 - 1, mask_to_tensor(batch["mask"])]).to(self.vae.device)
         post = self.vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=generator).to(x.device)
         rec = self.vae.decode(z).sample
-        return {"loss": (rec - x).abs().mean() + self.kl_weight * post.kl().mean()}
+        err = (rec - x).abs() if self.loss == "l1" else (rec - x)**2
+        return {"loss": err.mean() + self.kl_weight * post.kl().mean()}
 
 @torch.no_grad()
 def set_latent_scale(vae, images: torch.Tensor): # (B, 3, H, W) in [0, 1], a sample of the data
@@ -95,7 +99,7 @@ class TextToImagePretraining(nn.Module):
         return {"loss": F.mse_loss(pred, training_target(self.scheduler, z, noise, t.to(dev)))}
 
 # %% ../nbs/09a_prior.ipynb #f57291d9
-PRIOR_VERSION = 1   # bump when the pretraining code changes meaning, to invalidate old caches
+PRIOR_VERSION = 2   # bump when the pretraining code changes meaning, to invalidate old caches
 
 @dataclass
 class PriorConfig:
@@ -104,7 +108,8 @@ class PriorConfig:
     seed: int = 0
     vae_steps: int = 250
     vae_batch: int = 16
-    vae_lr: float = 1e-3
+    vae_lr: float = 3e-3
+    vae_loss: str = "mse"
     clip_steps: int = 300
     clip_batch: int = 64
     clip_lr: float = 1e-3
@@ -139,7 +144,7 @@ def pretrain_prior(cfg: PriorConfig=PriorConfig(), # budget and hyperparameters
     data = PriorSamples(MiniWorld("train", size=cfg.world_size, seed=cfg.seed), seed=cfg.seed)
     if not (out/"vae").is_dir():
         vae = build_vae("mini", seed=cfg.seed)
-        run = _run_stage(VAEPretraining(vae), data, out, "vae", cfg.vae_steps, cfg.vae_batch, cfg.vae_lr, cfg.seed)
+        run = _run_stage(VAEPretraining(vae, loss=cfg.vae_loss), data, out, "vae", cfg.vae_steps, cfg.vae_batch, cfg.vae_lr, cfg.seed)
         vae.eval(); set_latent_scale(vae, torch.stack([data[i]["image"] for i in range(min(256, len(data)))]))
         _publish(vae, out/"vae"); shutil.copy(run/"log.jsonl", out/"vae_log.jsonl"); shutil.rmtree(run)
     if not (out/"clip").is_dir():

@@ -14,7 +14,8 @@ from .config import check_int, check_float, check_choice
 
 # %% auto #0
 __all__ = ['CKPT_PREFIX', 'TRAJECTORY_KEYS', 'EpochPermutation', 'step_generator', 'save_checkpoint', 'list_checkpoints',
-           'load_checkpoint', 'TrainConfig', 'NonFiniteLoss', 'Trainer', 'save', 'resume', 'fit', 'read_log']
+           'load_checkpoint', 'TrainConfig', 'optimizer_groups', 'NonFiniteLoss', 'Trainer', 'save', 'resume', 'fit',
+           'read_log']
 
 # %% ../nbs/09_train.ipynb #954431c4
 class EpochPermutation(Sampler):
@@ -79,6 +80,7 @@ class TrainConfig:
     batch_size: int = 16            # total batch per optimizer step (§4.1: 16)
     grad_accum: int = 1             # micro-batches per optimizer step
     learning_rate: float = 1e-4     # AdamW (§4.1)
+    backbone_learning_rate: float|None = None   # lr of a module's backbone group (DEDOS §4.2: 2e-6); None: learning_rate
     weight_decay: float = 1e-2
     adam_betas: tuple = (0.9, 0.999)
     lr_schedule: str = "constant_with_warmup"   # any diffusers.optimization scheduler name
@@ -95,6 +97,7 @@ class TrainConfig:
     def __post_init__(self):
         check_int("max_steps", self.max_steps, 1); check_int("batch_size", self.batch_size, 1)
         check_int("grad_accum", self.grad_accum, 1); check_float("learning_rate", self.learning_rate, 0.0)
+        if self.backbone_learning_rate is not None: check_float("backbone_learning_rate", self.backbone_learning_rate, 0.0)
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
         check_int("checkpoint_every", self.checkpoint_every, 1); check_int("keep_checkpoints", self.keep_checkpoints, 1)
         if self.batch_size % self.grad_accum:
@@ -106,6 +109,21 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown: raise ValueError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
+
+# %% ../nbs/09_train.ipynb #0f1d9eab
+def optimizer_groups(module: nn.Module,          # the training module
+                     lr: float,                  # learning rate of the main group
+                     backbone_lr: float|None=None): # the backbone group's (None: `lr`)
+    "AdamW parameter groups: the module's `parameter_groups(lr, backbone_lr)` (on it or its `.model`), else one group."
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    owner = module if hasattr(module, "parameter_groups") else getattr(module, "model", None)
+    if not callable(getattr(owner, "parameter_groups", None)): return [{"params": trainable, "lr": lr}]
+    groups = [g for g in owner.parameter_groups(lr, lr if backbone_lr is None else backbone_lr) if g["params"]]
+    ids = [id(p) for g in groups for p in g["params"]]
+    if len(ids) != len(set(ids)) or set(ids) != {id(p) for p in trainable}:
+        raise ValueError(f"`{type(owner).__name__}.parameter_groups` must list every trainable parameter exactly once "
+                         f"({len(trainable)} trainable, {len(ids)} listed, {len(set(ids))} distinct)")
+    return groups
 
 # %% ../nbs/09_train.ipynb #90c99323
 class NonFiniteLoss(FloatingPointError):
@@ -122,7 +140,7 @@ class Trainer:
         if self.micro_batch < 1: raise ValueError("`batch_size` is smaller than grad_accum x number of processes")
         self.names = [n for n, p in module.named_parameters() if p.requires_grad]
         if not self.names: raise ValueError("`module` has no parameter with requires_grad=True: nothing to train")
-        params = [p for _, p in module.named_parameters() if p.requires_grad]
+        params = optimizer_groups(module, config.learning_rate, config.backbone_learning_rate)
         from diffusers.optimization import get_scheduler
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
         self.lr_scheduler = get_scheduler(config.lr_schedule, self.optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.max_steps)
@@ -139,6 +157,11 @@ def _trainable_state(self: Trainer):
     named = dict(self.accelerator.unwrap_model(self.module).named_parameters())
     return {n: named[n] for n in self.names}
 
+def _persistent_buffers(self: Trainer):
+    "The module's persistent buffers by name (running statistics the forward pass updates, e.g. DEDOS's query memory)."
+    m = self.accelerator.unwrap_model(self.module); saved = m.state_dict(keep_vars=True)
+    return {n: b for n, b in m.named_buffers() if n in saved}
+
 def _last_good(self: Trainer):
     "Where the newest complete checkpoint is, for messages."
     cks = list_checkpoints(self.run_dir)
@@ -146,19 +169,20 @@ def _last_good(self: Trainer):
 
 def save(self: Trainer):
     "Write a checkpoint of the current step (never of non-finite weights) and drop the oldest beyond `keep_checkpoints`."
-    weights = _trainable_state(self)     # checked on every process (they hold the same weights), so all stop together
-    bad = [n for n, t in weights.items() if not torch.isfinite(t).all()]
+    weights, buffers = _trainable_state(self), _persistent_buffers(self)   # checked on every process, so all stop together
+    bad = [n for n, t in {**weights, **buffers}.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad: raise NonFiniteLoss(f"weights {bad[:3]} are NaN or infinite at step {self.step} (non-finite gradients?): "
                                 f"not saved; {_last_good(self)}")
     if not self.accelerator.is_main_process: return None
     path = save_checkpoint(self.run_dir, self.step, weights,
-                           {"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict()},
+                           {"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
+                            "buffers": {n: b.detach().cpu().clone() for n, b in buffers.items()}},
                            {"elapsed": self.elapsed, "config": asdict(self.cfg)})
     for old in list_checkpoints(self.run_dir)[:-self.cfg.keep_checkpoints]: shutil.rmtree(old, ignore_errors=True)
     return path
 
 # Settings that change the trajectory: resuming under other values cannot reproduce the run.
-TRAJECTORY_KEYS = ("batch_size", "grad_accum", "learning_rate", "weight_decay", "adam_betas", "lr_schedule",
+TRAJECTORY_KEYS = ("batch_size", "grad_accum", "learning_rate", "backbone_learning_rate", "weight_decay", "adam_betas", "lr_schedule",
                    "warmup_steps", "max_grad_norm", "mixed_precision", "seed")
 
 def _newest_loadable(run_dir):
@@ -192,13 +216,20 @@ def resume(self: Trainer):
     changed = [k for k in TRAJECTORY_KEYS if k in old and old[k] != now[k]]
     if changed: warnings.warn(f"resuming {ck} with changed {', '.join(f'{k} {old[k]!r} -> {now[k]!r}' for k in changed)}: "
                               f"the run will not match an uninterrupted one")
+    buffers, saved = _persistent_buffers(self), state.get("buffers")
+    if saved is None:   # a checkpoint written before buffers were saved: they restart from their initial values
+        if buffers: warnings.warn(f"checkpoint {ck} holds no buffers: {sorted(buffers)[:3]} restart from their initial values")
+    elif set(saved) != set(buffers) or any(saved[n].shape != b.shape for n, b in buffers.items()):
+        raise ValueError(f"checkpoint {ck} does not match this model's buffers: it has {sorted(saved)[:3]}, "
+                         f"the model {sorted(buffers)[:3]}; use another output_dir or delete it")
     with torch.no_grad():
         for n in self.names: named[n].copy_(weights[n])
+        for n, b in buffers.items() if saved is not None else (): b.copy_(saved[n])
     self.optimizer.load_state_dict(state["optimizer"]); self.lr_scheduler.load_state_dict(state["lr_scheduler"])
     self.step, self.elapsed = meta["step"], meta.get("elapsed", 0.0)
     return self.step
 
-Trainer._trainable_state, Trainer.save, Trainer.resume = _trainable_state, save, resume
+Trainer._trainable_state, Trainer._persistent_buffers, Trainer.save, Trainer.resume = _trainable_state, _persistent_buffers, save, resume
 
 # %% ../nbs/09_train.ipynb #d86b873c
 def _batches(self: Trainer, start_micro: int):

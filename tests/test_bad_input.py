@@ -281,6 +281,25 @@ def test_model(saved, tmp_path, monkeypatch, name, damage, exc, message):
     assert time.time() - t0 < FAST
 
 
+CLI_MODELS = [m for m in MODELS if m[0] in ("missing-dir", "hub-id", "truncated-data", "other-arch-weights", "stable-diffusion")]
+
+@pytest.mark.parametrize("command", ["segment", "evaluate"])
+@pytest.mark.parametrize("name, damage, exc, message", CLI_MODELS, ids=[c[0] for c in CLI_MODELS])
+def test_cli_model(saved, tmp_path, monkeypatch, capsys, command, name, damage, exc, message):
+    "`digseg segment/evaluate --model PATH` with a bad model: the loader's message as one stderr line, exit code 2."
+    from digseg.cli import main
+    path = damage(_copy(saved, tmp_path), tmp_path)
+    _no_network(monkeypatch)
+    img = _save(tmp_path, "a.png", Image.fromarray(RGB))
+    argv = {"segment": ["segment", img, "--classes", "cat"], "evaluate": ["evaluate", "--limit", "1"]}[command]
+    with pytest.raises(SystemExit) as e: main([str(a) for a in argv] + ["--model", str(path), "--out", str(tmp_path/"out")])
+    full = capsys.readouterr().err
+    err = [l for l in full.splitlines() if "error" in l]            # (the rest: diffusers' loading bar)
+    assert e.value.code == 2 and len(err) == 1 and "Traceback" not in full, full
+    assert err[0].startswith(f"digseg {command}: error: ") and message in err[0], full
+    assert not (tmp_path/"out").exists()                          # refused before any work
+
+
 def _no_network(monkeypatch):
     "Any connection attempt fails at once, and offline mode is off: loading must not depend on either."
     import huggingface_hub.constants as c

@@ -6,7 +6,7 @@ import torch
 
 BENCH = Path(__file__).resolve().parent.parent/"benchmarks"
 sys.path.insert(0, str(BENCH))
-MACHINE_KEYS = {"device", "device_type", "cpu", "torch", "date", "loadavg_at_start", "shared_machine", "torch_threads"}
+MACHINE_KEYS = {"device", "device_type", "cpu", "torch", "date", "loadavg_at_start", "loadavg_at_end", "shared_machine", "torch_threads"}
 
 
 def run(name, tmp_path, *args):
@@ -37,6 +37,10 @@ def test_inference_throughput_with_mask_decoder_and_a_second_run_merges(tmp_path
     m.main(["--quick", "--grid", "1x1", "--classes", "2", "--mask-decoder", "random", "--out", str(out)])
     runs = json.loads(out.read_text())["runs"]
     assert set(runs) == {"cpu-tiny-fp32-quick", "cpu-tiny-fp32-maskdecoder-quick"}
+    # with a decoder, each row is timed with and without it in the same run, and the ratio is recorded
+    rows = runs["cpu-tiny-fp32-maskdecoder-quick"]["rows"]
+    assert [x["decoder"] for x in rows] == ["VAE", "MaskDecoder"]
+    assert rows[1]["speedup_vs_vae"] > 0 and "speedup_vs_vae" not in rows[0]
 
 
 def test_batched_vs_naive_outputs_equal(tmp_path):
@@ -64,6 +68,8 @@ def test_cost_breakdown(tmp_path):
     for s in ("image encode", "text, cached", "U-Net steps", "mask decode (VAE", "mask decode (MaskDecoder)", "aggregation", "pipeline call"):
         assert any(st.startswith(s) for st in stages), s
     assert all("ms_per_mask" in x and "share_of_pipeline" in x for x in r["rows"])
+    with_dec = [x for x in r["rows"] if x["stage"] == "pipeline call with mask_decoder (total)"]
+    assert len(with_dec) == 1 and with_dec[0]["speedup_vs_vae"] > 0
     assert r["not_measured"][0]["ms_per_mask"] == "not measured"
 
 
@@ -84,6 +90,7 @@ def test_train_throughput(tmp_path):
     assert {"samples_per_s", "s_per_step", "peak_rss_bytes_during", "process_peak_rss_bytes", "trainable_params", "state_gb_counted"} <= set(row)
     assert row["peak_rss_bytes_during"] > 0 and row["process_peak_rss_bytes"] >= row["peak_rss_bytes_during"] // 2
     assert {x["group"] for x in r["not_measured"]} == {"paper_a2", "full"}
+    assert r["meets_targets"]["sd2_a2_bf16_ckpt_batch16_under_40gb"] == "not measured"
     a2, full = r["sd2_counted_state"]
     assert a2["trainable_params"] < 0.15*full["trainable_params"]            # A.2 trains a small part of the U-Net
 
@@ -95,17 +102,38 @@ def test_mask_decoder_benchmark(tmp_path):
     assert r["flops"]["sd2_512"]["ratio"] > 500
 
 
-def test_use_mask_decoder_swaps_and_restores():
+def test_pipeline_miou_compares_both_decoders_on_predicted_latents(tmp_path):
+    "mask_decoder.py --model: the pipeline's mIoU with the VAE decoder and with the MaskDecoder, and their agreement."
+    from mask_decoder import pipeline_miou
+    from _bench import build_mask_decoder
+    from digseg.models import build_tiny_pipeline
+    pipe = build_tiny_pipeline(); pipe.save_pretrained(tmp_path/"model")
+    res = pipeline_miou(str(tmp_path/"model"), build_mask_decoder("random", pipe), n_images=2)
+    assert {"VAE decoder", "MaskDecoder", "miou_loss", "predicted_latents"} <= set(res)
+    assert res["predicted_latents"]["n"] > 0 and 0 <= res["predicted_latents"]["iou_vs_vae"] <= 1
+    assert res["miou_loss"] == res["VAE decoder"]["mIoU"] - res["MaskDecoder"]["mIoU"]
+
+
+def test_use_mask_decoder_attaches_the_component_and_restores():
     from _bench import use_mask_decoder, build_mask_decoder
-    import digseg.pipeline as P
     from digseg.models import build_tiny_pipeline
     pipe = build_tiny_pipeline()
     dec = build_mask_decoder("random", pipe)
     x, kw = torch.rand(1, 3, 64, 64), dict(classes=["red circle"], generator=torch.Generator().manual_seed(0))
     ref = pipe(x, **kw).probabilities
-    before = P.decode_mask
-    with use_mask_decoder(dec): small = pipe(x, classes=["red circle"], generator=torch.Generator().manual_seed(0)).probabilities
-    assert P.decode_mask is before and small.shape == ref.shape and not torch.equal(small, ref)
+    assert pipe.mask_decoder is None
+    with use_mask_decoder(pipe, dec): small = pipe(x, classes=["red circle"], generator=torch.Generator().manual_seed(0)).probabilities
+    assert pipe.mask_decoder is None and small.shape == ref.shape and not torch.equal(small, ref)
+    assert torch.equal(pipe(x, classes=["red circle"], generator=torch.Generator().manual_seed(0)).probabilities, ref)
+
+
+def test_finish_machine_marks_a_busy_end(monkeypatch):
+    import _bench as C
+    rec = C.machine("cpu")
+    monkeypatch.setattr(C.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    C.finish_machine(rec)
+    assert rec["loadavg_at_end"] == [9.0, 9.0, 9.0] and rec["shared_machine"] is True and "note" in rec
+    assert "SHARED MACHINE" in C.load_caveat(rec)
 
 
 def test_bad_device_is_refused(tmp_path):

@@ -143,3 +143,75 @@ def test_training_module_maps_labels():
     lab = torch.zeros(2, 32, 32, dtype=torch.long); lab[:, :10] = 1; lab[:, 20:] = 4
     assert torch.isfinite(tm({"image": images, "label": lab}, torch.Generator())["loss"])
     with pytest.raises(ValueError, match="one distinct id"): DEDOSTrainingModule(tm.model, ["a"], class_ids=[1, 2])
+
+
+# --- train_dedos: the entry point, publication, reload, resume (digseg.dedos_train) ---
+
+def _run(d, steps=4, **train):
+    return {"model": {"spec": "tiny"},
+            "data": {"size": 2, "image_size": 32},
+            "train": {"output_dir": str(d), "max_steps": steps, "batch_size": 2, "learning_rate": 1e-3,
+                      "backbone_learning_rate": 1e-5, "checkpoint_every": 2, "log_every": 1, "cpu": True, **train}}
+
+
+def test_train_dedos_loss_falls(tmp_path):
+    from digseg.dedos_train import train_dedos
+    from digseg.train import read_log
+    cfg = _run(tmp_path, steps=10)
+    cfg["data"].update(image_size=64, augment={"flip": False, "scale": [1, 1]})   # the same two images every step
+    train_dedos(cfg)
+    losses = [r["loss"] for r in read_log(tmp_path)]
+    assert len(losses) == 10 and sum(losses[-2:]) < 0.9 * sum(losses[:2]), losses
+
+
+def test_save_load_round_trip_gives_identical_predictions(tmp_path):
+    from digseg.dedos_train import build_dedos, save_dedos, load_dedos
+    spec = {"spec": "tiny", "seed": 3, "dedos": {"clip_trainable": "attention"}}
+    model = build_dedos(spec)
+    images, labels = batch()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):   # move weights and the query memory away from their initial values
+        loss = model(images, labels, NAMES)["loss"]; opt.zero_grad(); loss.backward(); opt.step()
+    save_dedos(model, tmp_path/"m", spec)
+    back = load_dedos(tmp_path/"m")
+    assert torch.equal(back.proxy.memory, model.proxy.memory) and back.proxy.memory_updates == 2
+    a, b = model.segment(images, NAMES), back.segment(images, NAMES)
+    assert torch.equal(a.scores, b.scores) and torch.equal(a.labels, b.labels)
+    with pytest.raises(ValueError, match="does not match"):
+        (tmp_path/"m"/"dedos_model.json").write_text('{"model": {"spec": "tiny", "row": "I"}}'); load_dedos(tmp_path/"m")
+
+
+def test_resume_is_bit_exact(tmp_path):
+    from safetensors.torch import load_file
+    from digseg.dedos_train import train_dedos
+    full = load_file(str(train_dedos(_run(tmp_path/"full"))/"dedos.safetensors"))
+    train_dedos(_run(tmp_path/"resumed"), max_steps=2)   # stopped after step 2, then rerun to the end
+    resumed = load_file(str(train_dedos(_run(tmp_path/"resumed"))/"dedos.safetensors"))
+    assert set(full) == set(resumed) and "proxy.memory" in full
+    for k in full: assert torch.equal(full[k], resumed[k]), k
+
+
+def _dedos_configs():
+    from pathlib import Path
+    return sorted(Path(__file__).resolve().parents[1].glob("configs/*/dedos_*.yaml"))
+
+
+@pytest.mark.parametrize("path", _dedos_configs(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_dedos_configs_parse(path, tmp_path):
+    "Every DEDOS run config, and every model an experiment config derives, builds a DEDOSConfig and a TrainConfig."
+    import yaml
+    from digseg.dedos_train import dedos_config
+    from digseg.experiments import Experiment, train_config
+    from digseg.finetune import load_config
+    from digseg.train import TrainConfig
+
+    def check(cfg):
+        cfg = load_config(cfg)
+        TrainConfig.from_dict(cfg["train"]); dedos_config(cfg["model"])
+
+    if path.stem == "dedos_train": return check(yaml.safe_load(path.read_text()))
+    exp = Experiment(path.stem, path.parent.name, path, out_dir=tmp_path, smoke=False)
+    specs = [(m["train"], None) for m in exp.cfg.get("models", {}).values() if m["kind"] == "dedos"]
+    specs += [(None, v) for g in exp.cfg.get("groups", {}).values() for v in g.values()]
+    assert specs
+    for spec, variant in specs: check(train_config(exp, spec, variant))

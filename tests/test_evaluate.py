@@ -87,8 +87,8 @@ def test_mini_world_and_resume(tmp_path, model):
     assert {p.name: p.stat().st_mtime_ns for p in (out/"preds").iterdir()} == stamps        # resumed: nothing recomputed
     assert json.loads((out/"metrics.json").read_text())["mIoU"] == m["mIoU"]
     # another protocol into the same folder is refused instead of mixing two protocols in one number
-    with pytest.raises(ValueError, match="another protocol"):
-        cli("evaluate", "--model", model, "--limit", 2, "--out", out, "--mode", "slide", "--crop-size", 32)
+    err = cli_error("evaluate", "--model", model, "--limit", 2, "--out", out, "--mode", "slide", "--crop-size", 32)
+    assert "digseg evaluate: error: `out_dir`" in err and "another protocol" in err and "--on-error" not in err
 
 
 def test_config_eval_section(tmp_path, model):
@@ -148,3 +148,45 @@ def test_background_prompts_count_as_background():
         def __getitem__(self, i): return {"image": torch.rand(3, 4, 4), "label": torch.full((4, 4), 20), "id": "x"}
     r = evaluate(Fake(), DS(), progress=False, **(eval_protocol("voc20b") | {"resize_short": None}))
     assert r["IoU"][20] == 1.0 and r["mIoU"] == 1.0
+
+
+@pytest.fixture()
+def damaged_folder(tmp_path):
+    "A written mini-world split of 3 images whose second image is not an image."
+    from digseg.data import MiniWorld, write_split
+    d = tmp_path/"data"; write_split(MiniWorld("val", size=3), d)
+    bad = d/"images"/"val"/"000001.png"; bad.write_bytes(b"not a png")
+    return d, bad
+
+
+def test_cli_unreadable_item_skipped_and_counted(tmp_path, model, damaged_folder):
+    d, bad = damaged_folder
+    rc, stdout = cli("evaluate", "--model", model, "--data", d, "--out", tmp_path/"ev", "--overlays", 0, "--on-error", "skip")
+    m = json.loads((tmp_path/"ev"/"metrics.json").read_text())
+    assert rc == 0 and (m["images"], m["skipped"]) == (2, 1) and "cannot read image" in m["skipped_items"][str(bad)]
+    assert '"skipped": 1' in stdout and f"skipped 1 unreadable item(s)" in stdout and str(bad) in stdout
+    assert sorted(p.name for p in (tmp_path/"ev"/"preds").iterdir()) == ["000000.png", "000002.png"]
+
+
+def test_cli_unreadable_item_stops_with_its_name(tmp_path, model, damaged_folder, capsys):
+    d, bad = damaged_folder
+    with pytest.raises(SystemExit) as e: main([str(a) for a in ("evaluate", "--model", model, "--data", d, "--out", tmp_path/"ev", "--overlays", 0)])
+    err = capsys.readouterr().err
+    line = [l for l in err.splitlines() if "error" in l]   # (the rest is the progress bar)
+    assert e.value.code == 2 and "Traceback" not in err and len(line) == 1, err
+    assert line[0].startswith("digseg evaluate: error: ") and str(bad) in line[0] and "--on-error skip" in line[0], err
+    assert [p.name for p in (tmp_path/"ev"/"preds").glob("*.png")] == ["000000.png"]   # the finished prediction is kept
+
+
+def test_evaluate_counts_what_a_dataset_skips(damaged_folder):
+    "In-process too: `images` is the number scored, `skipped` / `skipped_items` the rest; all unreadable is an error."
+    from digseg.data import SegFolder
+    d, bad = damaged_folder
+    pipe = build_tiny_pipeline(seed=0)
+    r = evaluate(pipe, SegFolder(d, "val", on_error="skip"), progress=False)
+    assert (r["images"], r["skipped"], list(r["skipped_items"])) == (2, 1, [str(bad)])
+    assert evaluate(pipe, SegFolder(d, "val", on_error="skip"), progress=False, limit=1)["skipped"] == 0   # only items read count
+    with pytest.raises(ValueError, match="000001.png"): evaluate(pipe, SegFolder(d, "val"), progress=False)
+    for i in (0, 2): (d/"images"/"val"/f"00000{i}.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="none of the 3 items read could be scored"):
+        evaluate(pipe, SegFolder(d, "val", on_error="skip"), progress=False)

@@ -280,18 +280,24 @@ def test_digseg_finetune_killed_and_resumed(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def evaluate_tiny(mark, out_dir, stall_at=None, n=5):
-    "Evaluate the tiny pipeline on n mini-world images, reporting each image; stall inside image `stall_at` (to be killed)."
+def evaluate_tiny(mark, out_dir, stall_at=None, n=5, stall_in_write=None):
+    """Evaluate the tiny pipeline on n mini-world images, reporting each image; stall inside image `stall_at`, or
+    inside the write of prediction `stall_in_write` (its temporary written, not yet renamed), to be killed there."""
     from digseg.models import build_tiny_pipeline
     from digseg.data import MiniWorld
     from digseg.evaluate import evaluate
-    pipe, count = build_tiny_pipeline(seed=0), []
-    encode = pipe.vae.encode
+    pipe, count, writes = build_tiny_pipeline(seed=0), [], []
+    encode, replace = pipe.vae.encode, os.replace
     def counting_encode(*a, **k):                 # the pipeline encodes each image once
         count.append(1); mark("image")
         if len(count) == stall_at: time.sleep(30)
         return encode(*a, **k)
-    pipe.vae.encode = counting_encode
+    def stalling_replace(src, dst):               # this child only: os is its own copy after the fork
+        if Path(dst).parent.name == "preds":
+            writes.append(1)
+            if len(writes) == stall_in_write: mark("temporary-written"); time.sleep(30)
+        return replace(src, dst)
+    pipe.vae.encode, os.replace = counting_encode, stalling_replace
     evaluate(pipe, MiniWorld("val", size=n), out_dir=out_dir, progress=False)
 
 def _metrics(d):
@@ -306,3 +312,50 @@ def test_killed_evaluation_resumes_without_recomputing(tmp_path):
     seen = Child(evaluate_tiny, run).finish()
     assert seen.count("image") == 5 - done                       # finished images are not recomputed
     assert _metrics(run) == _metrics(ref)                        # and the metrics are the same
+
+
+def test_evaluation_killed_inside_a_prediction_write(tmp_path):
+    "A kill between writing a prediction's temporary and renaming it: the temporary is never taken for a prediction."
+    ref, run = tmp_path/"ref", tmp_path/"run"
+    Child(evaluate_tiny, ref).finish()
+    c = Child(evaluate_tiny, run, None, 5, 3); c.wait_for("temporary-written"); assert c.kill()
+    preds = run/"preds"
+    assert sorted(p.name for p in preds.glob("*.png")) == ["val_000000.png", "val_000001.png"]   # the stray matches no *.png
+    assert [p.name for p in preds.iterdir() if p.name.startswith(".")] == [".val_000002.png.tmp"]
+    (preds/"val_000003.png.tmp.png").write_bytes(b"half")        # the temporary name of earlier versions, if one was left
+    seen = Child(evaluate_tiny, run).finish()
+    assert seen.count("image") == 3                              # the interrupted image is made again, the others not
+    assert sorted(p.name for p in preds.iterdir()) == [f"val_{i:06d}.png" for i in range(5)]   # strays deleted
+    assert _metrics(run) == _metrics(ref) and _metrics(run)["images"] == 5
+
+
+# ---------------------------------------------------------------------------------------------- make reproduce
+def _notebook(path, code):
+    "A one-cell experiment notebook (with papermill's parameters cell)."
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "mini"\nout_dir = "."'); params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(code)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+def test_reproduce_continues_past_a_failure_and_a_rerun_continues(tmp_path, monkeypatch, capsys):
+    "A failing experiment does not stop the others; the report names it; a rerun runs only what is not complete."
+    import digseg.report as report
+    nbs, out, fix = tmp_path/"nbs", tmp_path/"runs", tmp_path/"fixed"
+    nbs.mkdir()
+    ok = 'import json, pathlib\npathlib.Path(out_dir, "metrics.json").write_text(json.dumps({"rows": []}))'
+    _notebook(nbs/"first.ipynb", ok); _notebook(nbs/"third.ipynb", ok)
+    _notebook(nbs/"second.ipynb", f'import pathlib\nif not pathlib.Path({str(fix)!r}).exists(): raise RuntimeError("the second experiment broke")\n' + ok)
+    monkeypatch.setattr(report, "EXPERIMENTS", {n: dict(title=f"The {n} experiment", paper=None) for n in ("first", "second", "third")})
+    monkeypatch.setattr(report, "experiment_notebook", lambda name: nbs/f"{name}.ipynb")
+    st = report.reproduce("mini", out_root=out)
+    assert {n: s["state"] for n, s in st.items()} == {"first": "ok", "second": "failed", "third": "ok"}   # the third still ran
+    assert "RuntimeError: the second experiment broke" in st["second"]["error"]
+    md = (out/"REPORT.md").read_text()
+    assert "| second | failed |" in md and "the second experiment broke" in md
+    assert "failed: ['second']" in capsys.readouterr().out
+    fix.touch()                                                      # fixed; the rerun continues where it stopped
+    st = report.reproduce("mini", out_root=out)
+    assert [n for n, s in st.items() if s.get("skipped")] == ["first", "third"] and st["second"]["state"] == "ok"
+    assert "| second | ok |" in (out/"REPORT.md").read_text()
