@@ -108,6 +108,9 @@ def _bases(exp: Experiment):
 
 def experiment_models(exp: Experiment):
     "{label: full training config} of every model `exp` trains (the configs its notebook passes to `train_model`)."
+    if exp.name.startswith("dedos_"):   # their configs are DEDOS runs: training them as DiGSeg would be silently wrong
+        raise ValueError(f"`exp`: {exp.name} trains DEDOS models; train them with digseg.dedos_train.train_dedos_model "
+                         "(its notebook does), not as DiGSeg models")
     c, out = exp.cfg, {}
     add = lambda label, spec, variant=None: out.__setitem__(label, train_config(exp, spec, variant))
     groups = [c[g] for g in ("tasks", "sets") if c.get(g)]
