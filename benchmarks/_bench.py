@@ -66,11 +66,15 @@ def machine(device) -> dict:
     try: rec["cpu_cgroup"] = next((l.split(":", 2)[2] for l in Path("/proc/self/cgroup").read_text().splitlines()
                                    if l.split(":")[1] in ("cpu", "cpu,cpuacct")), None)
     except (OSError, IndexError): pass
-    if rec["shared_machine"]:
-        rec["note"] = (f"load average {load[0]:.2f} > {SHARED_LOAD} at start on {os.cpu_count()} cores: other jobs shared the "
-                       f"machine, so wall times are pessimistic and noisy (medians reported); the *_cpu rates divide by "
-                       f"the process CPU time instead, which does not count waiting for a core")
+    if rec["shared_machine"]: rec["note"] = _shared_note(load[0], "start")
     return rec
+
+
+def _shared_note(load: float, when: str) -> str:
+    "The machine record's note for a run that shared the machine (load above SHARED_LOAD at its `when`)."
+    return (f"load average {load:.2f} > {SHARED_LOAD} at {when} on {os.cpu_count()} cores: other jobs shared the "
+            f"machine, so wall times are pessimistic and noisy (medians reported); the *_cpu rates divide by "
+            f"the process CPU time instead, which does not count waiting for a core")
 
 
 def finish_machine(rec: dict) -> dict:
@@ -78,10 +82,7 @@ def finish_machine(rec: dict) -> dict:
     load = os.getloadavg()
     rec["loadavg_at_end"] = [round(x, 2) for x in load]
     if load[0] > SHARED_LOAD and not rec.get("shared_machine"):
-        rec["shared_machine"] = True
-        rec["note"] = (f"load average {load[0]:.2f} > {SHARED_LOAD} at the end on {os.cpu_count()} cores: other jobs shared the "
-                       f"machine, so wall times are pessimistic and noisy (medians reported); the *_cpu rates divide by "
-                       f"the process CPU time instead, which does not count waiting for a core")
+        rec["shared_machine"], rec["note"] = True, _shared_note(load[0], "the end")
     return rec
 
 
