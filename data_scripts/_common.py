@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from digseg.data import _atomic_save, label_to_png, write_dataset_info  # noqa: E402
 from digseg.benchmarks import BENCHMARKS, class_names  # noqa: E402
-from digseg.finetune import data_root  # noqa: E402
+from digseg.config import data_root  # noqa: E402
 
 
 class PrepareError(Exception):

@@ -40,7 +40,7 @@ class Benchmark:
     @property
     def folder(self): return self.name
     @property
-    def prepare(self): return f"python data_scripts/prepare_{self.name}.py --src RAW --dst datasets/digseg/{self.name}"
+    def prepare(self): return f"python data_scripts/prepare_{self.name}.py --src RAW   # writes $DIGSEG_DATA/{self.name} (default datasets/digseg/{self.name})"
 
 # %% ../nbs/07a_benchmarks.ipynb #4be1153d
 _MIOU = "mIoU over classes present in the ground truth, ignore label excluded (detectron2)"
@@ -202,7 +202,7 @@ class MessFolder(SegFolder):
         img_dir, gt_dir = self.root/spec["image_dir"], self.root/spec["gt_dir"]
         for d, what in ((img_dir, "images"), (gt_dir, "annotations")):
             if not d.is_dir(): raise FileNotFoundError(f"`root`: no {what} folder {d} (prepare MESS with `python -m mess.prepare_all_datasets --dataset_dir {self.root}`)")
-        strip = lambda d, ext: {p.name[:-len(ext)]: p for p in d.iterdir() if p.name.endswith(ext)}
+        strip = lambda d, ext: {p.name[:-len(ext)]: p for p in d.iterdir() if p.name.endswith(ext) and not p.name.startswith(".")}
         imgs, gts = strip(img_dir, spec["image_ext"]), strip(gt_dir, spec["gt_ext"])
         ids = sorted(set(imgs) & set(gts))
         if not ids: raise FileNotFoundError(f"`root`: no image in {img_dir} (*{spec['image_ext']}) has an annotation in {gt_dir} (*{spec['gt_ext']})")

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, sys, time
 from pathlib import Path
-from .config import project_root, runs_dir, get_profile
+from .config import project_root, runs_dir, get_profile, data_root
 
 # %% auto #0
 __all__ = ['EVAL_SETTINGS', 'EVAL_DEFAULTS', 'reproduce', 'segment_files', 'eval_settings', 'eval_dataset', 'eval_kwargs',
@@ -87,7 +87,7 @@ def eval_dataset(dataset: str|None=None, # benchmark name, 'mini_world' or None
         if folder.info.get("name") not in BENCHMARKS: return folder.info.get("name", "folder"), folder
         dataset = folder.info["name"]
     name = get_benchmark(dataset).name
-    return name, load_benchmark(name, data or "datasets/digseg", split, on_error=on_error)
+    return name, load_benchmark(name, data or data_root(), split, on_error=on_error)
 
 def eval_kwargs(name: str, settings: dict):
     "`evaluate` keyword arguments: the protocol of `name`, overridden by the settings given."
@@ -114,7 +114,7 @@ def _pipe_args(p, suppress: bool=False): # suppress: absent flags stay absent (t
 
 _EVAL_EPILOG = """examples:
   digseg evaluate --model runs/mini/train/model --out eval/mini             # the mini world, val split
-  digseg evaluate --model MODEL --dataset A-150 --data datasets/digseg --out eval/ade150
+  digseg evaluate --model MODEL --dataset A-150 --out eval/ade150      # read from $DIGSEG_DATA/ade150
   digseg evaluate --model MODEL --dataset cityscapes --mode whole --resize-short 512 --out eval/cs_whole
   digseg evaluate --config configs/paper/train.yaml --dataset pc59 --limit 100
 
@@ -129,7 +129,7 @@ def _add_evaluate(sub):
     p.add_argument("--dataset", help="benchmark to evaluate: ade150 | ade847 | pc59 | pc459 | voc20 | voc20b | cocostuff171 | "
                    "cityscapes | bdd100k | deepglobe | phenobench | refuge2 (or the papers' names, e.g. A-150), or mini_world")
     p.add_argument("--data", help="'mini_world', a prepared folder, or with --dataset the prepared folder or its parent "
-                   "(default datasets/digseg)")
+                   "(default $DIGSEG_DATA, else datasets/digseg in the project)")
     p.add_argument("--split", help="split to evaluate (default: the split the papers report; 'val' for the mini world)")
     p.add_argument("--limit", type=int, help="evaluate the first N images only")
     p.add_argument("--out", help="output folder: metrics.json, protocol.json, preds/ (cached: a rerun resumes), overlays/ "

@@ -12,7 +12,7 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'check_int', 'check_float', 'check_choice', 'check_tensor', 'seed_everything', 'default_device',
-           'default_dtype', 'Profile', 'get_profile', 'project_root', 'cache_dir', 'runs_dir']
+           'default_dtype', 'Profile', 'get_profile', 'project_root', 'cache_dir', 'runs_dir', 'data_root']
 
 # %% ../nbs/00_config.ipynb #51ef5451
 def check_int(name: str,           # argument name, used in the message
@@ -137,3 +137,7 @@ def runs_dir(profile: str="mini"): # profile name
     "Where experiment outputs go: `$DIGSEG_RUNS/<profile>` or `<root>/runs/<profile>` (never under `nbs/`)."
     get_profile(profile)
     return Path(os.environ.get("DIGSEG_RUNS", project_root()/"runs"))/profile
+
+def data_root():
+    "Where `data_scripts/` write prepared benchmarks and configs, notebooks and `digseg evaluate` read them: `$DIGSEG_DATA` or `<root>/datasets/digseg`."
+    return Path(os.environ.get("DIGSEG_DATA") or project_root()/"datasets"/"digseg")

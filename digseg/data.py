@@ -16,8 +16,8 @@ from .config import check_int, check_float, check_choice
 # %% auto #0
 __all__ = ['COLOURS', 'SHAPES', 'DOMAINS', 'BACKGROUND', 'UNSEEN_COMPOSITIONS', 'SPLITS', 'world_class_names', 'shape_mask',
            'background', 'WorldConfig', 'render_scene', 'seen_class_names', 'MiniWorld', 'label_to_png',
-           'write_dataset_info', 'write_split', 'SegFolder', 'read_dataset_info', 'augment', 'ClassMaskSamples',
-           'SemanticSamples']
+           'write_dataset_info', 'write_split', 'SegFolder', 'list_images', 'read_dataset_info', 'augment',
+           'ClassMaskSamples', 'SemanticSamples']
 
 # %% ../nbs/07_data.ipynb #58d7d23c
 COLOURS = {"red": (215, 45, 40), "green": (45, 170, 65), "blue": (45, 85, 215), "yellow": (230, 205, 45)}
@@ -220,7 +220,7 @@ class SegFolder(Dataset):
         self.split, self.on_error = split, check_choice("on_error", on_error, ("raise", "skip"))
         img_dir = self.root/"images"/split
         if not img_dir.is_dir(): raise FileNotFoundError(f"`split`: no folder {img_dir}; splits on disk: {sorted(self.info.get('splits', {}))}")
-        self.images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        self.images = list_images(img_dir)
         self.skipped = {}                    # path -> reason, each unreadable item once
     def __len__(self): return len(self.images)
     def label_path(self, i): return self.root/"annotations"/self.split/(self.images[i].stem + ".png")
@@ -243,6 +243,10 @@ class SegFolder(Dataset):
             if self.on_error == "raise": raise
             self.skipped[str(self.images[i])] = str(e); return None
         return {"image": torch.from_numpy(img).permute(2, 0, 1).float()/255, "label": torch.from_numpy(lab), "id": self.images[i].stem}
+
+def list_images(folder): # a folder of images
+    "The sorted JPEG/PNG files of `folder`, without hidden files (macOS `._*` resource forks, editor temporaries)."
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith("."))
 
 def read_dataset_info(path): # a dataset.json
     "The checked contents of a `dataset.json`; a damaged one raises `ValueError` naming it."

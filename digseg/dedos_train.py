@@ -77,7 +77,7 @@ def build_semantic_data(data: dict,   # the `data` section of a run config
         names = [n for n in world_class_names() if n in seen_class_names() or n == "background"]
     else:
         from digseg.benchmarks import BENCHMARKS, load_benchmark
-        from digseg.finetune import data_root
+        from digseg.config import data_root
         if name in BENCHMARKS: base = load_benchmark(name, data.get("root") or data_root(), data.get("split", "train"), on_error=data.get("on_error", "raise"))
         else: base = SegFolder(name, data.get("split", "train"), on_error=data.get("on_error", "raise"))
         names = list(base.class_names)

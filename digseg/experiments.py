@@ -157,7 +157,7 @@ def eval_dataset(spec: dict, exp: Experiment|None=None):
         wc = WorldConfig(image_size=SMOKE_EVAL["size"] if smoke else spec.get("image_size", 64))
         return MiniWorld(spec.get("split", "val"), size=size, seed=spec.get("seed", 0), cfg=wc)
     from digseg.benchmarks import load_benchmark
-    from digseg.finetune import data_root
+    from digseg.config import data_root
     return load_benchmark(name, spec.get("root") or data_root(), spec.get("split"), on_error=spec.get("on_error", "raise"))
 
 # %% ../nbs/20_experiments.ipynb #88bba7ce

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, asdict, fields
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .config import check_int, check_float, check_choice
+from .config import check_int, check_float, check_choice, data_root
 from .latents import encode_image, encode_mask
 from .noise import sample_noise, NOISE_TYPES
 from .sampler import make_train_scheduler, add_noise, training_target, sample_timesteps, PREDICTION_TYPES
@@ -16,7 +16,7 @@ from .unet import unet_input, set_trainable, TRAINABLE_GROUPS
 
 # %% auto #0
 __all__ = ['MASK_LOSSES', 'DiGSegObjective', 'predicted_clean', 'decoded_mask_loss', 'DiGSegTrainingModule', 'load_config',
-           'build_pipeline', 'data_root', 'ConcatSamples', 'build_training_data', 'train_digseg']
+           'build_pipeline', 'ConcatSamples', 'build_training_data', 'train_digseg']
 
 # %% ../nbs/10a_finetune.ipynb #d10ed192
 MASK_LOSSES = ("none", "l2", "bce_dice")
@@ -135,13 +135,6 @@ def build_pipeline(model: dict):
         unet = _seeded(model.get("seed", 0), lambda: UNet2DConditionModel.from_config(pipe.unet.config))
         pipe.register_modules(unet=unet.to(pipe.unet.dtype))
     return pipe
-
-def data_root():
-    "Where `data_scripts/` write prepared datasets and configs read them: `$DIGSEG_DATA`, default `<project>/datasets/digseg`."
-    import os
-    from pathlib import Path
-    from digseg.config import project_root
-    return Path(os.environ.get("DIGSEG_DATA") or project_root()/"datasets"/"digseg")
 
 class ConcatSamples(torch.utils.data.ConcatDataset):
     "Training samples of several datasets, one after the other (each keeps its own class names)."

@@ -25,9 +25,13 @@ def fingerprint(name: str, profile: str, parameters: dict|None=None):
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 def read_status(out: Path):
-    "The status record of an experiment folder (state 'missing' if none)."
+    "The status record of an experiment folder (state 'missing' if none or unreadable: it then runs again)."
     p = Path(out)/"status.json"
-    return json.loads(p.read_text()) if p.exists() else {"state": "missing"}
+    if not p.exists(): return {"state": "missing"}
+    try: st = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e: st = f"unreadable ({e})"
+    # a damaged record (a disk filled up, an editor) is not a reason to stop `reproduce`: treat it as never run
+    return st if isinstance(st, dict) and "state" in st else {"state": "missing", "damaged": str(st)[:200]}
 
 def _write_status(out: Path, **status):
     p = Path(out)/"status.json"; tmp = p.with_suffix(".tmp")

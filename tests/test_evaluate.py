@@ -77,6 +77,16 @@ def test_cli_evaluates_each_benchmark_fixture(name, tmp_path, model):
     if "binary" in proto: assert set(m["binary"]) == set(proto["binary"])
 
 
+def test_cli_reads_benchmarks_from_digseg_data_by_default(tmp_path, model, monkeypatch):
+    "Without --data, `digseg evaluate --dataset` reads $DIGSEG_DATA/<name>, where data_scripts/ write by default."
+    dst, _ = prepare("refuge2", tmp_path)
+    (tmp_path/"data").mkdir(); dst.rename(tmp_path/"data"/"refuge2")
+    monkeypatch.setenv("DIGSEG_DATA", str(tmp_path/"data"))
+    rc, stdout = cli("evaluate", "--model", model, "--dataset", "REFUGE-2", "--out", tmp_path/"ev", "--resize-short", 16,
+                     "--crop-size", 12, "--overlays", 0)
+    assert rc == 0 and json.loads((tmp_path/"ev"/"metrics.json").read_text())["images"] == len(load_benchmark("refuge2", tmp_path/"data"))
+
+
 def test_mini_world_and_resume(tmp_path, model):
     out = tmp_path/"mini"
     rc, stdout = cli("evaluate", "--model", model, "--limit", 2, "--out", out, "--overlays", 0)

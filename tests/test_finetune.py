@@ -40,7 +40,8 @@ def _prepared_root(tmp_path, names):
 
 def test_training_data_list_of_benchmarks(tmp_path, monkeypatch):
     "Table 5's COCO + ADE20K: a list of benchmark names, read from $DIGSEG_DATA, concatenated with their own class names."
-    from digseg.finetune import build_training_data, data_root, ConcatSamples
+    from digseg.finetune import build_training_data, ConcatSamples
+    from digseg.config import data_root
     from digseg.benchmarks import class_names
     monkeypatch.setenv("DIGSEG_DATA", str(_prepared_root(tmp_path, ["cocostuff171", "ade150"])))
     assert data_root() == tmp_path/"data"
