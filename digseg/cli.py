@@ -193,6 +193,8 @@ _TRAIN_EPILOG = """examples:
   digseg train --experiment train_main --list                           # the main paper model and its folder
   accelerate launch -m digseg.cli train --experiment train_main         # train it on all GPUs (paper profile)
   accelerate launch -m digseg.cli train --experiment table4_noise --model gaussian/COCO
+  digseg train --config configs/mini/dedos_train.yaml                    # DEDOS (its model.method is dedos)
+  accelerate launch -m digseg.cli train --experiment dedos_ablations --model table3_components/II
 
 With --experiment the model is saved to runs/<profile>/models/<hash of its config>/model, the folder the
 experiment's notebook loads (set DIGSEG_RUNS to move runs/); a changed config gets a new folder."""
@@ -215,8 +217,9 @@ def experiment_model(name: str, profile: str="paper", label: str|None=None):
     return label, models[label]
 
 def run_train(args, fail):
-    "`digseg train`: from a config file, or one model of an experiment; returns 0."
-    from digseg.finetune import train_digseg
+    "`digseg train`: from a config file, or one model of an experiment (DiGSeg or DEDOS, by `model.method`); returns 0."
+    from digseg.finetune import train_digseg, config_method
+    from digseg.dedos_train import train_dedos
     if args.config is not None:
         if args.model or args.list: fail("--model and --list go with --experiment, not --config")
         config = args.config
@@ -229,7 +232,11 @@ def run_train(args, fail):
             label, config = experiment_model(args.experiment, args.profile, args.model)
         except (ValueError, FileNotFoundError) as e: fail(str(e))
         print(f"{args.experiment} / {label}: training into {config['train']['output_dir']}")
-    print(f"saved the fine-tuned pipeline to {train_digseg(config, resume=not args.no_resume, max_steps=args.max_steps)}")
+    try: method = config_method(config)
+    except (ValueError, FileNotFoundError, TypeError) as e: fail(str(e))
+    train = train_dedos if method == "dedos" else train_digseg
+    print(f"saved the trained {'DEDOS model' if method == 'dedos' else 'DiGSeg pipeline'} to "
+          f"{train(config, resume=not args.no_resume, max_steps=args.max_steps)}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #ec1f6a1e
@@ -243,7 +250,7 @@ def main(argv: list|None=None):
     p.add_argument("--only", default=None, help="comma-separated experiment names (default: all)")
     p.add_argument("--force", action="store_true", help="rerun experiments whose outputs are complete")
     p.add_argument("--dry-run", action="store_true", help="list the experiments and check their configs, run nothing")
-    tr = sub.add_parser("train", help="fine-tune DiGSeg from a YAML config, or a model of an experiment (resumes from the newest checkpoint)",
+    tr = sub.add_parser("train", help="train DiGSeg (or DEDOS: model.method) from a YAML config, or a model of an experiment (resumes from the newest checkpoint)",
                         epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = tr.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="YAML with model / data / objective / train sections; saves to its train.output_dir")

@@ -133,6 +133,9 @@ def train_dedos(config,                    # dict or YAML path (see `digseg.fine
     from digseg.finetune import load_config
     from digseg.train import Trainer, TrainConfig
     cfg = load_config(config)
+    if (cfg.get("model") or {}).get("method", "dedos") != "dedos" or "objective" in cfg:
+        raise ValueError("`config` describes a DiGSeg model (model.method 'digseg' or an `objective` section): train it with "
+                         "digseg.finetune.train_digseg or `digseg train --config`")
     tc = TrainConfig.from_dict(cfg.get("train", {}))
     model = build_dedos(cfg.get("model", {}))
     data, names, ids = build_semantic_data(cfg.get("data", {}), seed=tc.seed)

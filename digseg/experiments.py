@@ -108,11 +108,15 @@ def _bases(exp: Experiment):
 
 def experiment_models(exp: Experiment):
     "{label: full training config} of every model `exp` trains (the configs its notebook passes to `train_model`)."
-    if exp.name.startswith("dedos_"):   # their configs are DEDOS runs: training them as DiGSeg would be silently wrong
-        raise ValueError(f"`exp`: {exp.name} trains DEDOS models; train them with digseg.dedos_train.train_dedos_model "
-                         "(its notebook does), not as DiGSeg models")
     c, out = exp.cfg, {}
     add = lambda label, spec, variant=None: out.__setitem__(label, train_config(exp, spec, variant))
+    if c.get("models"):   # DEDOS Tables 1-2: named models of either method (`digseg.finetune.config_method` tells which)
+        for label, m in c["models"].items(): add(label, m["train"])
+        return out
+    if c.get("groups"):   # DEDOS ablations: variant groups on the one base
+        for g, variants in c["groups"].items():
+            for v, over in variants.items(): add(f"{g}/{v}", c.get("train"), over)
+        return out
     groups = [c[g] for g in ("tasks", "sets") if c.get(g)]
     if groups:   # Tables 3 / 8, the qualitative figures: an item's own model, else the main one
         if any("train" not in t for g in groups for t in g.values()): add("main", c["train"])

@@ -15,8 +15,8 @@ from .sampler import make_train_scheduler, add_noise, training_target, sample_ti
 from .unet import unet_input, set_trainable, TRAINABLE_GROUPS
 
 # %% auto #0
-__all__ = ['MASK_LOSSES', 'DiGSegObjective', 'predicted_clean', 'decoded_mask_loss', 'DiGSegTrainingModule', 'load_config',
-           'build_pipeline', 'ConcatSamples', 'build_training_data', 'train_digseg']
+__all__ = ['MASK_LOSSES', 'METHODS', 'DiGSegObjective', 'predicted_clean', 'decoded_mask_loss', 'DiGSegTrainingModule',
+           'load_config', 'config_method', 'build_pipeline', 'ConcatSamples', 'build_training_data', 'train_digseg']
 
 # %% ../nbs/10a_finetune.ipynb #d10ed192
 MASK_LOSSES = ("none", "l2", "bce_dice")
@@ -118,6 +118,14 @@ def load_config(config):   # a dict, or a path to a YAML file
     if unknown: raise ValueError(f"`config` has unknown section(s) {sorted(unknown)}")
     return config
 
+METHODS = ("digseg", "dedos")
+
+def config_method(config): # a dict, or a path to a YAML file
+    "'digseg' or 'dedos': `model.method` if given, else 'dedos' when the model section has DEDOS-only keys (`dedos`, `row`)."
+    model = load_config(config).get("model") or {}
+    if "method" in model: return check_choice("model.method", model["method"], METHODS)
+    return "dedos" if {"dedos", "row"} & set(model) else "digseg"
+
 def build_pipeline(model: dict):
     "The untrained DiGSeg pipeline a `model` config section describes (spec tiny / mini / sd2)."
     from digseg.models import build_tiny_pipeline, build_sd2_pipeline, _seeded
@@ -182,6 +190,9 @@ def train_digseg(config,                 # dict or YAML path (see `load_config`)
     from pathlib import Path
     from digseg.train import Trainer, TrainConfig
     cfg = load_config(config)
+    if config_method(cfg) == "dedos":   # a DEDOS config trained as DiGSeg would ignore its model section silently
+        raise ValueError("`config` describes a DEDOS model (model.method / model.dedos / model.row): train it with "
+                         "digseg.dedos_train.train_dedos or `digseg train --config`, which dispatches on the method")
     tc = TrainConfig.from_dict(cfg.get("train", {}))
     pipe = build_pipeline(cfg.get("model", {}))
     module = DiGSegTrainingModule(pipe, DiGSegObjective(**cfg.get("objective", {})))
