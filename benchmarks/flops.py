@@ -15,33 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench as C
 import torch
+from digseg.config import count_flops as _count   # 2 FLOPs per multiply-add; attention counted from shapes where torch misses it
 
 NAME = "flops"
 # NVIDIA H100 SXM5 datasheet, dense BF16 tensor-core peak (the 1979 figure is with 2:4 sparsity)
 STATED_RATES = {"H100 SXM bf16 dense (datasheet)": 989.4e12}
-# FLOPs of the scaled-dot-product attention kernels (2 matmuls: QK^T and AV); torch's counter may not
-# register every CPU/meta SDPA kernel, so attention is counted here from the shapes (see `_count`).
-_SDPA = ("_scaled_dot_product_flash_attention_for_cpu", "scaled_dot_product_attention", "_scaled_dot_product_attention_math")
-
-
-def _count(fn):
-    "FLOPs of `fn()` under FlopCounterMode, with any uncounted scaled-dot-product attention added from its shapes."
-    from torch.utils.flop_counter import FlopCounterMode
-    import torch.nn.functional as F
-    extra = [0]
-    orig = F.scaled_dot_product_attention
-    def sdpa(q, k, v, *a, **kw):
-        with FlopCounterMode(display=False) as inner: out = orig(q, k, v, *a, **kw)
-        if inner.get_total_flops() == 0:            # the kernel this device picked is not registered: count 2 matmuls
-            extra[0] += 2*2*q.shape[:-1].numel()*k.shape[-2]*q.shape[-1]
-        return out
-    F.scaled_dot_product_attention = sdpa
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as fc: fn()
-    finally: F.scaled_dot_product_attention = orig
-    return fc.get_total_flops() + extra[0]
-
-
 def count_models(unet, vae, decoder, resolution: int, text_len: int):
     "FLOPs of one U-Net step (batch 1), one VAE encode and decode, one MaskDecoder decode at `resolution`."
     from digseg.latents import vae_scale_factor

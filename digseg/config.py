@@ -12,7 +12,8 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'check_int', 'check_float', 'check_choice', 'check_tensor', 'seed_everything', 'default_device',
-           'default_dtype', 'Profile', 'get_profile', 'project_root', 'cache_dir', 'runs_dir', 'data_root']
+           'default_dtype', 'count_flops', 'Profile', 'get_profile', 'project_root', 'cache_dir', 'runs_dir',
+           'data_root']
 
 # %% ../nbs/00_config.ipynb #51ef5451
 def check_int(name: str,           # argument name, used in the message
@@ -95,6 +96,23 @@ def default_dtype(device: torch.device,         # where the model runs
     if torch.device(device).type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+# %% ../nbs/00_config.ipynb #5ccb8c94
+def count_flops(fn,                 # a callable doing the work to count
+                grad: bool=False):  # run it with autograd on (the forward FLOPs are the same)
+    "FLOPs of `fn()` (2 per multiply-add), scaled-dot-product attention counted from its shapes where torch's counter misses it."
+    from torch.utils.flop_counter import FlopCounterMode
+    import torch.nn.functional as F
+    extra, orig = [0], F.scaled_dot_product_attention
+    def sdpa(q, k, v, *a, **kw):
+        with FlopCounterMode(display=False) as inner: out = orig(q, k, v, *a, **kw)
+        if inner.get_total_flops() == 0: extra[0] += 2*2*q.shape[:-1].numel()*k.shape[-2]*q.shape[-1]   # QK^T and AV
+        return out
+    F.scaled_dot_product_attention = sdpa
+    try:
+        with torch.set_grad_enabled(grad), FlopCounterMode(display=False) as fc: fn()
+    finally: F.scaled_dot_product_attention = orig
+    return fc.get_total_flops() + extra[0]
 
 # %% ../nbs/00_config.ipynb #a6bedbf9
 @dataclass

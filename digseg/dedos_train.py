@@ -13,9 +13,9 @@ from .config import check_int, check_choice
 from .dedos import DEDOSConfig, DEDOSModel, DEDOSTrainingModule, TINY_DEDOS_CONFIG, TABLE3_ROWS
 
 # %% auto #0
-__all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'dedos_config', 'build_dedos', 'build_semantic_data',
-           'save_dedos', 'load_dedos', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'train_dedos_model',
-           'run_dedos_eval']
+__all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'DEDOS_PARTS', 'dedos_config', 'build_dedos',
+           'build_semantic_data', 'save_dedos', 'load_dedos', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos',
+           'train_dedos_model', 'run_dedos_eval', 'dedos_efficiency']
 
 # %% ../nbs/13_dedos_train.ipynb #ce2c7cff
 MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, ffn_dim=128,
@@ -187,3 +187,35 @@ def run_dedos_eval(model: DEDOSModel, folder, spec: dict, exp): # model, its fol
     key = hashlib.sha256(json.dumps(["dedos", spec, limit], sort_keys=True, default=str).encode()).hexdigest()[:12]
     return evaluate_dedos(model, ds, out_dir=Path(folder)/"eval"/key, limit=limit, progress=not exp.smoke,
                           subsets=_subsets(spec.get("subsets")), **geometry)
+
+# %% ../nbs/13_dedos_train.ipynb #8b76dfa6
+DEDOS_PARTS = ("proxy", "refinement", "texture", "pixel_decoder", "decoder", "clip")
+
+@torch.no_grad()
+def dedos_efficiency(model: DEDOSModel,    # trained or random
+                     resolution: int,      # image side (the paper: 640)
+                     class_names: list,    # the vocabulary (its size sets the text and classification cost)
+                     seed: int=0):         # seed of the random test image
+    "Table 7's counts: learnable parameters (M, per part) and GFLOPs (fvcore convention) per image and per vocabulary."
+    from digseg.config import count_flops
+    if not isinstance(model, DEDOSModel): raise TypeError(f"`model` must be a DEDOSModel, got {type(model).__name__}")
+    check_int("resolution", resolution, 8)
+    trained = lambda m: 0 if m is None else sum(p.numel() for p in m.parameters() if p.requires_grad)
+    params = {k: trained(getattr(model, k)) / 1e6 for k in DEDOS_PARTS}
+    params["total"] = trained(model) / 1e6
+    dev = model.null_text.device
+    img = torch.rand(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed)).to(dev)
+    flags = [p.requires_grad for p in model.parameters()]
+    was = model.training
+    # torch's flop counter hooks cannot attach to parameters that require grad under no_grad: count frozen
+    model.requires_grad_(False)
+    try:
+        cache, model._text = model._text, {}
+        text = count_flops(lambda: model.text_embeddings(list(class_names)))
+        image = count_flops(lambda: model.segment(img, list(class_names)))
+        model._text = {**cache, **model._text}
+    finally:
+        for p, f in zip(model.parameters(), flags): p.requires_grad_(f)
+        model.train(was)
+    return {"learnable_params_M": params, "GFLOPs_per_image": image / 2e9, "GFLOPs_text_per_vocabulary": text / 2e9,
+            "resolution": resolution, "classes": len(class_names)}

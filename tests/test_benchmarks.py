@@ -140,3 +140,14 @@ def test_bad_device_is_refused(tmp_path):
     import inference_throughput as m
     if torch.cuda.is_available(): pytest.skip("a GPU is present")
     with pytest.raises(SystemExit, match="CUDA"): m.main(["--quick", "--device", "cuda", "--out", str(tmp_path/"x.json")])
+
+
+def test_dedos_efficiency(tmp_path):
+    _, r = run("dedos_efficiency", tmp_path, "--quick", "--classes", "3")
+    p = r["learnable_params_M"]
+    assert p["total"] > 0 and abs(sum(v for k, v in p.items() if k != "total") - p["total"]) < 1e-6   # every trained part named
+    assert p["clip"] > 0                                                   # --clip-trainable attention (the default)
+    flops = {x["what"].split(",")[0]: x for x in r["flops"]}
+    assert flops["training forward"]["GFLOPs"] > flops["inference"]["GFLOPs"] > 0 and flops["text tower"]["GFLOPs"] > 0
+    assert all(abs(x["GFLOPs_fvcore"]*2 - x["GFLOPs"]) < 1e-9 for x in r["flops"])
+    assert r["paper"]["DEDOS"]["GFLOPs"] == 1030.47 and r["not_measured"][0]["value"] == "not measured"
