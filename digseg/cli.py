@@ -46,8 +46,8 @@ def segment_files(pipe, paths: list, classes: list, out_dir, **pipe_kwargs):
 
 # %% ../nbs/90_cli.ipynb #754a1e3a
 EVAL_SETTINGS = ("model", "dataset", "data", "split", "limit", "out", "mode", "crop_size", "stride", "resize_short",
-                 "overlays", "steps", "ensemble", "spacing", "threshold", "seed", "on_error")
-EVAL_DEFAULTS = dict(overlays=4, steps=1, ensemble=1, spacing="trailing", threshold=0.7, seed=0, on_error="raise")
+                 "overlays", "steps", "ensemble", "spacing", "threshold", "seed", "on_error", "device", "precision")
+EVAL_DEFAULTS = dict(overlays=4, steps=1, ensemble=1, spacing="trailing", threshold=0.7, seed=0, on_error="raise", precision="auto")
 
 def _size(text: str):
     "A window size on the command line: '512' or '512,1024' (h, w)."
@@ -111,6 +111,9 @@ def _pipe_args(p, suppress: bool=False): # suppress: absent flags stay absent (t
     p.add_argument("--spacing", default=d("trailing"), choices=["trailing", "leading", "linspace"], help="DDIM timestep spacing (default trailing)")
     p.add_argument("--threshold", type=float, default=d(0.7), help="tau, also the background threshold (default 0.7)")
     p.add_argument("--seed", type=int, default=d(0), help="noise seed (default 0)")
+    p.add_argument("--device", default=d(None), help="'cpu', 'cuda' or 'cuda:N' (default: CUDA when available)")
+    p.add_argument("--precision", default=d("auto"), choices=["auto", "fp32", "bf16", "fp16"],
+                   help="weights' dtype (default auto: bf16, or fp16 without bf16 support, on GPUs; fp32 on CPU)")
 
 _EVAL_EPILOG = """examples:
   digseg evaluate --model runs/mini/train/model --out eval/mini             # the mini world, val split
@@ -149,10 +152,10 @@ def input_error(command: str, message: str):
     "Stop `digseg <command>` on bad input: one line on stderr, exit code 2 (as a usage error), no traceback."
     print(f"digseg {command}: error: " + " ".join(str(message).splitlines()), file=sys.stderr); raise SystemExit(2)
 
-def load_pipeline(path, command: str):
-    "The saved pipeline at `path`; a missing or damaged one stops `command` with the loader's one-line message."
-    from digseg.pipeline import DiGSegPipeline
-    try: return DiGSegPipeline.from_pretrained(path)
+def load_pipeline(path, command: str, device=None, precision: str="auto"):
+    "The saved pipeline at `path` for inference; a missing or damaged one stops `command` with the loader's one-line message."
+    from digseg.pipeline import load_for_inference
+    try: return load_for_inference(path, device, precision)
     except (FileNotFoundError, ValueError) as e: input_error(command, str(e))
 
 # %% ../nbs/90_cli.ipynb #cc74564c
@@ -169,7 +172,7 @@ def run_evaluate(settings: dict, # from `eval_settings`
         name, ds = eval_dataset(settings.get("dataset"), settings.get("data"), settings.get("split"), settings.get("limit"), settings["on_error"])
         kw = eval_kwargs(name, settings)
     except (ValueError, FileNotFoundError) as e: fail(str(e))
-    pipe = load_pipeline(settings["model"], "evaluate")
+    pipe = load_pipeline(settings["model"], "evaluate", settings.get("device"), settings["precision"])
     pipe_kw = dict(num_inference_steps=settings["steps"], ensemble_size=settings["ensemble"],
                    timestep_spacing=settings["spacing"], threshold=settings["threshold"])
     try: res = evaluate(pipe, ds, out_dir=settings["out"], limit=settings.get("limit"), overlays=settings["overlays"],
@@ -280,7 +283,7 @@ def main(argv: list|None=None):
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     if not classes: input_error("segment", f"--classes names no class, got {args.classes!r}")
     if missing := [p for p in args.images if not Path(p).is_file()]: input_error("segment", f"image file(s) not found: {missing}")
-    pipe = load_pipeline(args.model, "segment")
+    pipe = load_pipeline(args.model, "segment", args.device, args.precision)
     kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble, timestep_spacing=args.spacing, threshold=args.threshold)
     try: written = segment_files(pipe, args.images, classes, args.out, generator=__import__("torch").Generator().manual_seed(args.seed), **kw)
     except (ValueError, TypeError) as e: input_error("segment", str(e))   # an unreadable image, a bad --steps ...

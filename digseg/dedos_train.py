@@ -173,7 +173,8 @@ def train_dedos_model(cfg: dict): # a full run config with `train.output_dir` (s
     done = out/CONFIG_NAME
     if not (done.exists() and json.loads(done.read_text()).get("train_config") == json.loads(json.dumps(cfg, default=str))):
         out = train_dedos(cfg)
-    return load_dedos(out), out
+    from digseg.config import default_device
+    return load_dedos(out).to(default_device()), out   # evaluated on the GPU when there is one
 
 def run_dedos_eval(model: DEDOSModel, folder, spec: dict, exp): # model, its folder, an eval spec, the Experiment
     "Evaluate DEDOS on a dataset spec (resumable, cached beside the model); return the metrics dict."

@@ -87,13 +87,13 @@ def train_config(exp: Experiment,          # the experiment asking
 
 def train_model(cfg: dict, progress: bool=True):
     "Train (or resume, or load if finished) the model of a `train_config`; return its pipeline."
-    from digseg.pipeline import DiGSegPipeline
+    from digseg.pipeline import load_for_inference
     from digseg.finetune import train_digseg
     out = Path(cfg["train"]["output_dir"])/"model"
     done = out/"train_config.json"
     if not (done.exists() and json.loads(done.read_text()) == json.loads(json.dumps(cfg, default=str))):
         out = train_digseg(cfg)
-    return DiGSegPipeline.from_pretrained(out)
+    return load_for_inference(out)   # on the GPU in bf16/fp16 when there is one (the paper profile), else CPU fp32
 
 # %% ../nbs/20_experiments.ipynb #8713ea49
 def _bases(exp: Experiment):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline, DDIMScheduler
 from diffusers.utils import BaseOutput
 from diffusers.pipelines.pipeline_loading_utils import _fetch_class_library_tuple
-from .config import check_int, check_float, check_choice, check_tensor
+from .config import check_int, check_float, check_choice, check_tensor, default_device, default_dtype
 from .latents import image_to_tensor, encode_pixels, decode_mask, vae_scale_factor
 from .text import TextConditioner, TextEmbeddingCache, format_prompts, PROMPT_TEMPLATE
 from .unet import unet_input
@@ -21,7 +21,7 @@ from .mask_decoder import MaskDecoder
 
 # %% auto #0
 __all__ = ['BACKGROUND', 'propose_candidates', 'aggregate', 'pair_generators', 'working_size', 'DiGSegOutput', 'DiGSegPipeline',
-           'check_inputs']
+           'load_for_inference', 'check_inputs']
 
 # %% ../nbs/10_pipeline.ipynb #a68e1a61
 @torch.no_grad()
@@ -192,6 +192,16 @@ def _from_pretrained(cls, pretrained_model_name_or_path, # a saved pipeline fold
         raise ValueError(f"`{what}`: cannot load a {cls.__name__} from {root}: {e}") from e
 
 DiGSegPipeline.from_pretrained = classmethod(_from_pretrained)
+
+def load_for_inference(path,                     # a saved pipeline folder (or a hub id in the local HF cache)
+                       device=None,              # default: CUDA when available, else CPU
+                       precision: str="auto"):   # 'auto' (bf16/fp16 on GPUs, fp32 on CPU), 'fp32', 'bf16', 'fp16'
+    "A saved DiGSeg pipeline on the device and in the dtype inference should use (what the CLI and experiment notebooks load)."
+    try: dev = default_device(device)
+    except RuntimeError as e: raise ValueError(f"`device`: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available(): raise ValueError(f"`device`: {device!r} asked for, but CUDA is not available here")
+    dtype = default_dtype(dev, precision)
+    return DiGSegPipeline.from_pretrained(path, torch_dtype=dtype).to(dev)
 
 # %% ../nbs/10_pipeline.ipynb #5eb701d9
 def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_spacing, ensemble_size,

@@ -99,16 +99,16 @@ class TextToImagePretraining(nn.Module):
         return {"loss": F.mse_loss(pred, training_target(self.scheduler, z, noise, t.to(dev)))}
 
 # %% ../nbs/09a_prior.ipynb #f57291d9
-PRIOR_VERSION = 2   # bump when the pretraining code changes meaning, to invalidate old caches
+PRIOR_VERSION = 3   # bump when the pretraining code changes meaning, to invalidate old caches
 
 @dataclass
 class PriorConfig:
     "Budget and hyperparameters of the mini prior (defaults aimed at 10 minutes on 2 quiet CPU cores)."
     world_size: int = 4000
     seed: int = 0
-    vae_steps: int = 250
-    vae_batch: int = 16
-    vae_lr: float = 3e-3
+    vae_steps: int = 1000
+    vae_batch: int = 4
+    vae_lr: float = 2e-3
     vae_loss: str = "mse"
     clip_steps: int = 300
     clip_batch: int = 64
