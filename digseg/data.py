@@ -288,9 +288,11 @@ class ClassMaskSamples(Dataset):
                  empty_rate: float=0.2,       # probability of an absent class with an empty mask
                  size: int|None=None,         # training crop side (None: no augmentation)
                  augment_kw: dict|None=None,  # extra arguments for `augment`
-                 seed: int=0):
+                 seed: int=0,
+                 hard_negative_rate: float=0.0): # share of empty samples prompting an absent class that shares a word with a present one
         self.base, self.seed, self.epoch = base, check_int("seed", seed, 0), 0
         self.empty_rate = check_float("empty_rate", empty_rate, 0.0, 1.0)
+        self.hard_negative_rate = check_float("hard_negative_rate", hard_negative_rate, 0.0, 1.0)
         self.class_names, self.ignore_index = base.class_names, getattr(base, "ignore_index", 255)
         self.vocabulary = list(vocabulary) if vocabulary is not None else [i for i in range(len(self.class_names)) if i not in exclude]
         if not self.vocabulary: raise ValueError("`vocabulary` must hold at least one class id")
@@ -311,7 +313,12 @@ class ClassMaskSamples(Dataset):
         if self.size is not None: image, label = augment(image, label, self.size, g, ignore_index=self.ignore_index, **self.augment_kw)
         present = [c for c in label.unique().tolist() if c in self.vocabulary]
         absent = [c for c in self.vocabulary if c not in present]
-        if absent and (not present or torch.rand((), generator=g).item() < self.empty_rate): pool = absent
+        if absent and (not present or torch.rand((), generator=g).item() < self.empty_rate):
+            pool = absent
+            if self.hard_negative_rate > 0:   # "red square" when a red circle is there: the shape word must matter
+                words = {w for c in present for w in self.class_names[c].split()}
+                hard = [c for c in absent if words & set(self.class_names[c].split())]
+                if hard and torch.rand((), generator=g).item() < self.hard_negative_rate: pool = hard
         else: pool = present
         c = pool[int(torch.randint(len(pool), (), generator=g))]
         mask = (label == c).float()

@@ -180,7 +180,8 @@ def build_training_data(data: dict, seed: int=0):
             base = subsample(base, ratio, seed=data.get("ratio_seed", 0))
         exclude = tuple(i for i, n in enumerate(base.class_names) if n == bg)
         parts.append(ClassMaskSamples(base, vocabulary=vocab, exclude=exclude, empty_rate=data.get("empty_rate", 0.2),
-                                      size=data.get("image_size", 64), seed=seed))
+                                      size=data.get("image_size", 64), seed=seed,
+                                      hard_negative_rate=data.get("hard_negative_rate", 0.0)))
     return parts[0] if len(parts) == 1 else ConcatSamples(parts)
 
 def train_digseg(config,                 # dict or YAML path (see `load_config`)
