@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench as C
 import torch
 from digseg.config import count_flops
-from digseg.dedos_train import dedos_efficiency
+from digseg.dedos_train import dedos_efficiency, frozen
 
 NAME = "dedos_efficiency"
 
@@ -54,10 +54,7 @@ def main(argv=None):
     params = eff["learnable_params_M"]
     # the training forward (losses, no backward), counted frozen and without autograd: the same forward FLOPs, and
     # SD2's activations kept for a backward would not fit a 24 GB machine at 640 x 640
-    flags = [q.requires_grad for q in model.parameters()]
-    model.requires_grad_(False)
-    train_flops = count_flops(lambda: model.train()(img, labels, names))
-    for q, f in zip(model.parameters(), flags): q.requires_grad_(f)
+    with frozen(model): train_flops = count_flops(lambda: model.train()(img, labels, names))
     model.eval()
     with torch.no_grad(): t = C.timeit(lambda: model.segment(img, names), dev, repeats=repeats, warmup=1)
     rows = [{"what": "inference, per image", "GFLOPs_fvcore": eff["GFLOPs_per_image"]},

@@ -5,6 +5,7 @@
 # %% ../nbs/13_dedos_train.ipynb #5942b078
 from __future__ import annotations
 import json, os, shutil
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from .dedos import DEDOSConfig, DEDOSModel, DEDOSTrainingModule, TINY_DEDOS_CONF
 # %% auto #0
 __all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'DEDOS_PARTS', 'dedos_config', 'build_dedos',
            'build_semantic_data', 'save_dedos', 'load_dedos', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos',
-           'train_dedos_model', 'run_dedos_eval', 'dedos_efficiency']
+           'train_dedos_model', 'run_dedos_eval', 'frozen', 'dedos_efficiency']
 
 # %% ../nbs/13_dedos_train.ipynb #ce2c7cff
 MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, ffn_dim=128,
@@ -192,6 +193,15 @@ def run_dedos_eval(model: DEDOSModel, folder, spec: dict, exp): # model, its fol
 # %% ../nbs/13_dedos_train.ipynb #8b76dfa6
 DEDOS_PARTS = ("proxy", "refinement", "texture", "pixel_decoder", "decoder", "clip")
 
+@contextmanager
+def frozen(model: torch.nn.Module):
+    "Every parameter frozen inside the block, each one's `requires_grad` restored after it (torch's flop counter hooks cannot attach to trainable parameters under no_grad)."
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try: yield model
+    finally:
+        for p, f in zip(model.parameters(), flags): p.requires_grad_(f)
+
 @torch.no_grad()
 def dedos_efficiency(model: DEDOSModel,    # trained or random
                      resolution: int,      # image side (the paper: 640)
@@ -206,17 +216,12 @@ def dedos_efficiency(model: DEDOSModel,    # trained or random
     params["total"] = trained(model) / 1e6
     dev = model.null_text.device
     img = torch.rand(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed)).to(dev)
-    flags = [p.requires_grad for p in model.parameters()]
     was = model.training
-    # torch's flop counter hooks cannot attach to parameters that require grad under no_grad: count frozen
-    model.requires_grad_(False)
-    try:
+    with frozen(model):
         cache, model._text = model._text, {}
         text = count_flops(lambda: model.text_embeddings(list(class_names)))
         image = count_flops(lambda: model.segment(img, list(class_names)))
         model._text = {**cache, **model._text}
-    finally:
-        for p, f in zip(model.parameters(), flags): p.requires_grad_(f)
-        model.train(was)
+    model.train(was)
     return {"learnable_params_M": params, "GFLOPs_per_image": image / 2e9, "GFLOPs_text_per_vocabulary": text / 2e9,
             "resolution": resolution, "classes": len(class_names)}
