@@ -17,7 +17,8 @@ def reproduce(profile: str="mini",       # 'mini' or 'paper'
               out: Path|None=None,       # output folder (default runs/<profile>)
               only: list|None=None,      # experiment names (default: all)
               force: bool=False,         # rerun complete experiments too
-              dry_run: bool=False):      # only list and check
+              dry_run: bool=False,       # only list and check
+              jobs: int|None=None):      # experiments at once (default: `digseg.report.default_jobs`)
     "Run the experiments of a profile and build the report; return {name: status}."
     from digseg.report import reproduce as run_all, available_experiments
     get_profile(profile)
@@ -26,7 +27,7 @@ def reproduce(profile: str="mini",       # 'mini' or 'paper'
         missing = [n for n in names if not (project_root()/"configs"/profile/f"{n}.yaml").exists()]
         for n in names: print(f"{n}: configs/{profile}/{n}.yaml {'MISSING' if n in missing else 'ok'}")
         return {n: {"state": "missing config" if n in missing else "ok"} for n in names}
-    return run_all(profile, only=only, force=force, out_root=Path(out) if out else None)
+    return run_all(profile, only=only, force=force, out_root=Path(out) if out else None, jobs=jobs)
 
 # %% ../nbs/90_cli.ipynb #d753d645
 def segment_files(pipe, paths: list, classes: list, out_dir, **pipe_kwargs):
@@ -253,6 +254,8 @@ def main(argv: list|None=None):
     p.add_argument("--only", default=None, help="comma-separated experiment names (default: all)")
     p.add_argument("--force", action="store_true", help="rerun experiments whose outputs are complete")
     p.add_argument("--dry-run", action="store_true", help="list the experiments and check their configs, run nothing")
+    p.add_argument("--jobs", type=int, default=None, help="experiments run at once (default: 1 in the paper profile, "
+                   "else the CPU count up to 4; experiments sharing a model never overlap)")
     tr = sub.add_parser("train", help="train DiGSeg (or DEDOS: model.method) from a YAML config, or a model of an experiment (resumes from the newest checkpoint)",
                         epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = tr.add_mutually_exclusive_group(required=True)
@@ -272,7 +275,7 @@ def main(argv: list|None=None):
     ev = _add_evaluate(sub)
     args = parser.parse_args(argv)
     if args.command == "reproduce":
-        results = reproduce(args.profile, args.out, args.only.split(",") if args.only else None, args.force, args.dry_run)
+        results = reproduce(args.profile, args.out, args.only.split(",") if args.only else None, args.force, args.dry_run, args.jobs)
         return 0 if all(v["state"] == "ok" for v in results.values()) else 1
     if args.command == "train": return run_train(args, tr.error)
     if args.command == "evaluate":

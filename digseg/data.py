@@ -268,7 +268,8 @@ def augment(image: torch.Tensor,        # (3, H, W) float in [0, 1]
     import torch.nn.functional as F
     lo, hi = scale; s = lo + (hi - lo)*torch.rand((), generator=generator).item()
     H, W = label.shape; h, w = max(1, round(H*s*size/max(H, W))), max(1, round(W*s*size/max(H, W)))
-    image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+    # antialiased resampling may round a 1.0 pixel to 1 + 2e-7; images promise [0, 1] (DEDOS checks it)
+    image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
     label = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
     ph, pw = max(0, size - h), max(0, size - w)
     if ph or pw:

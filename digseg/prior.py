@@ -5,6 +5,7 @@
 # %% ../nbs/09a_prior.ipynb #2c876556
 from __future__ import annotations
 import hashlib, json, shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
@@ -20,7 +21,7 @@ from .sampler import make_train_scheduler, add_noise, training_target, sample_ti
 from .train import Trainer, TrainConfig
 
 # %% auto #0
-__all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'PriorSamples', 'VAEPretraining', 'set_latent_scale', 'ClipPretraining',
+__all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'STAGE_FIELDS', 'PriorSamples', 'VAEPretraining', 'set_latent_scale', 'ClipPretraining',
            'TextToImagePretraining', 'PriorConfig', 'pretrain_prior', 'load_prior', 'build_mini_pipeline']
 
 # %% ../nbs/09a_prior.ipynb #6cf5f615
@@ -129,6 +130,35 @@ def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: f
         raise KeyboardInterrupt(f"prior stage '{name}' interrupted; rerun to resume it from {cfg.output_dir}")
     return Path(cfg.output_dir)
 
+# What each stage's weights depend on: a prior differing only in its U-Net budget (DEDOS Table 4's mini
+# generators) reuses the VAE and CLIP of a cached sibling instead of training them again.
+STAGE_FIELDS = {"vae": ("world_size", "seed", "vae_steps", "vae_batch", "vae_lr", "vae_loss"),
+                "clip": ("world_size", "seed", "clip_steps", "clip_batch", "clip_lr")}
+
+def _reuse_stage(cfg: PriorConfig, out: Path, name: str):
+    "Copy stage `name` from a cached prior whose config agrees on the stage's fields; True if one was found."
+    want = {k: getattr(cfg, k) for k in STAGE_FIELDS[name]}
+    for other in sorted(out.parent.glob("*/prior.json")):
+        if other.parent == out or not (other.parent/name/"config.json").exists(): continue
+        try: theirs = json.loads(other.read_text())
+        except ValueError: continue
+        if other.parent.name == PriorConfig(**{k: v for k, v in theirs.items() if k in asdict(cfg)}).key() \
+                and all(theirs.get(k) == v for k, v in want.items()):
+            tmp = out/f"{name}.tmp"; shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(other.parent/name, tmp); tmp.rename(out/name)
+            if (other.parent/f"{name}_log.jsonl").exists(): shutil.copy(other.parent/f"{name}_log.jsonl", out/f"{name}_log.jsonl")
+            return True
+    return False
+
+@contextmanager
+def _locked(path: Path):
+    "Hold an exclusive lock on `path` (two processes never build the same prior at once; the second waits, then reuses)."
+    import fcntl
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(fh, fcntl.LOCK_UN)
+
 def _publish(model, final: Path):
     "save_pretrained to a temporary folder, then rename: a stage is either complete or absent."
     tmp = final.with_name(final.name + ".tmp"); shutil.rmtree(tmp, ignore_errors=True)
@@ -140,14 +170,17 @@ def pretrain_prior(cfg: PriorConfig=PriorConfig(), # budget and hyperparameters
                    from_scratch_unet: bool=False):  # skip stage 3 (a random U-Net: the no-prior baseline)
     "Pretrain (or reuse from the cache) the mini VAE, CLIP and text-to-image U-Net; return their folder."
     out = Path(root or cache_dir()/"prior")/cfg.key(); out.mkdir(parents=True, exist_ok=True)
+    with _locked(out/".lock"): return _pretrain(cfg, out, from_scratch_unet)
+
+def _pretrain(cfg: PriorConfig, out: Path, from_scratch_unet: bool):
     (out/"prior.json").write_text(json.dumps(asdict(cfg), indent=1))
     data = PriorSamples(MiniWorld("train", size=cfg.world_size, seed=cfg.seed), seed=cfg.seed)
-    if not (out/"vae").is_dir():
+    if not (out/"vae").is_dir() and not _reuse_stage(cfg, out, "vae"):
         vae = build_vae("mini", seed=cfg.seed)
         run = _run_stage(VAEPretraining(vae, loss=cfg.vae_loss), data, out, "vae", cfg.vae_steps, cfg.vae_batch, cfg.vae_lr, cfg.seed)
         vae.eval(); set_latent_scale(vae, torch.stack([data[i]["image"] for i in range(min(256, len(data)))]))
         _publish(vae, out/"vae"); shutil.copy(run/"log.jsonl", out/"vae_log.jsonl"); shutil.rmtree(run)
-    if not (out/"clip").is_dir():
+    if not (out/"clip").is_dir() and not _reuse_stage(cfg, out, "clip"):
         clip = ClipBackbone(**MINI_CLIP_CONFIG)
         run = _run_stage(ClipPretraining(clip), data, out, "clip", cfg.clip_steps, cfg.clip_batch, cfg.clip_lr, cfg.seed)
         clip.requires_grad_(False); clip.eval()

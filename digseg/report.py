@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib, json, os, time, traceback
 from pathlib import Path
 from .config import project_root, runs_dir, get_profile
-from .experiments import EXPERIMENTS
+from .experiments import EXPERIMENTS, in_test
 
 # %% auto #0
-__all__ = ['PROFILE_NOTE', 'experiment_notebook', 'fingerprint', 'read_status', 'run_experiment', 'build_report',
-           'available_experiments', 'reproduce']
+__all__ = ['PROFILE_NOTE', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete', 'run_experiment', 'build_report',
+           'available_experiments', 'default_jobs', 'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
 def experiment_notebook(name: str): return project_root()/"nbs"/"experiments"/f"{name}.ipynb"
@@ -38,6 +38,11 @@ def _write_status(out: Path, **status):
     tmp.write_text(json.dumps(status, indent=1)); os.replace(tmp, p)
 
 # %% ../nbs/21_report.ipynb #22f7ac12
+def is_complete(name: str, profile: str="mini", parameters: dict|None=None, out_root: Path|None=None):
+    "True when the experiment's outputs are complete and were made by the same notebook, config and parameters."
+    out = Path(out_root or runs_dir(profile))/name; old = read_status(out)
+    return old.get("state") == "ok" and old.get("fingerprint") == fingerprint(name, profile, parameters) and (out/"metrics.json").exists()
+
 def run_experiment(name: str, profile: str="mini",
                    parameters: dict|None=None,  # extra papermill parameters
                    out_root: Path|None=None,    # default runs/<profile>
@@ -49,9 +54,7 @@ def run_experiment(name: str, profile: str="mini",
     out = Path(out_root or runs_dir(profile))/name; out.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, "out_dir": str(out), **(parameters or {})}
     fp = fingerprint(name, profile, parameters)
-    old = read_status(out)
-    if not force and old.get("state") == "ok" and old.get("fingerprint") == fp and (out/"metrics.json").exists():
-        return {**old, "skipped": True}
+    if not force and is_complete(name, profile, parameters, out_root): return {**read_status(out), "skipped": True}
     t0 = time.time(); _write_status(out, state="running", fingerprint=fp, started=t0)
     try:
         pm.execute_notebook(str(experiment_notebook(name)), str(out/f"{name}.ipynb"), parameters=params,
@@ -107,7 +110,13 @@ def build_report(profile: str="mini", out_root: Path|None=None, title: str="digs
     summary = {n: read_status(root/n)["state"] for n in EXPERIMENTS}
     total = sum(read_status(root/n).get("seconds", 0) for n in EXPERIMENTS)
     lines += ["| experiment | state |", "|---|---|"] + [f"| {n} | {s} |" for n, s in summary.items()]
-    lines += ["", f"Total run time of the experiments: {total/60:.1f} min.", ""]
+    lines += ["", f"Total run time of the experiments: {total/60:.1f} min."]
+    try: last = json.loads((root/"reproduce.json").read_text())
+    except (OSError, ValueError): last = None
+    if isinstance(last, dict) and "wall_seconds" in last:   # lanes overlap, so the wall time is the one to quote
+        lines += [f"Wall time of the last `reproduce` ({last.get('finished', '?')}, {last.get('jobs', 1)} experiment(s) at once, "
+                  f"{last.get('cpus', '?')} CPUs; experiments already complete were skipped): {last['wall_seconds']/60:.1f} min."]
+    lines += [""]
     for n in EXPERIMENTS: lines += _section(n, root/n, profile)
     md = "\n".join(lines); p = root/"REPORT.md"; p.write_text(md)
     try:
@@ -124,23 +133,90 @@ def available_experiments():
     "Registered experiments whose notebook exists, in run order."
     return [n for n in EXPERIMENTS if experiment_notebook(n).exists()]
 
+def default_jobs(profile: str="mini"):
+    "Experiments run at once: 1 in the paper profile (one GPU), else up to 4 CPU lanes of at least one core each."
+    return 1 if profile == "paper" else max(1, min(4, os.cpu_count() or 1))
+
+def _experiment_models(name: str, profile: str):
+    "Output folders of the models an experiment trains (empty when its config does not say)."
+    from digseg.experiments import Experiment, experiment_models
+    try: return {c["train"]["output_dir"] for c in experiment_models(Experiment(name, profile, smoke=False)).values()}
+    except Exception: return set()
+
+def _priors_needed(names: list, profile: str):
+    "The mini priors (`PriorConfig`s) the models of these experiments start from, each once."
+    from digseg.experiments import Experiment, experiment_models
+    from digseg.prior import PriorConfig
+    found = {}
+    for n in names:
+        try: cfgs = experiment_models(Experiment(n, profile, smoke=False)).values()
+        except Exception: continue
+        for c in cfgs:
+            m = c.get("model") or {}
+            if m.get("spec") == "mini" and not m.get("prior_dir"):
+                pc = PriorConfig(**m.get("prior", {})); found[pc.key()] = pc
+    return list(found.values())
+
+def _run_lanes(names: list, jobs: int, run, models: dict, done):
+    """Run `run(name)` for every name on `jobs` threads, in list order where possible, never two at once
+    that train the same model (the second waits and then finds it trained); `done(name, status)` on each."""
+    from concurrent.futures import ThreadPoolExecutor, wait, FIRST_COMPLETED
+    pending, running = list(names), {}
+    with ThreadPoolExecutor(jobs) as pool:
+        while pending or running:
+            busy = set().union(*(models.get(n, set()) for n in running.values()))
+            for n in list(pending):
+                if len(running) >= jobs: break
+                if models.get(n, set()) & busy: continue
+                pending.remove(n); busy |= models.get(n, set()); running[pool.submit(run, n)] = n
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished: done(running.pop(f), f.result())
+
 def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
-              out_root: Path|None=None, parameters: dict|None=None):
+              out_root: Path|None=None, parameters: dict|None=None,
+              jobs: int|None=None):   # experiments at once (default `default_jobs(profile)`)
     "Run the experiments of a profile (skipping complete ones), then build the report; return the statuses."
     names = available_experiments()
     if only:
         unknown = sorted(set(only) - set(EXPERIMENTS))
         if unknown: raise ValueError(f"`only`: unknown experiment(s) {unknown}; known: {list(EXPERIMENTS)}")
         names = [n for n in names if n in only]
-    statuses, t0 = {}, time.time()
-    for i, name in enumerate(names, 1):
-        print(f"[{i}/{len(names)}] {name} ...", end=" ", flush=True)
-        st = statuses[name] = run_experiment(name, profile, parameters, out_root, force)
-        if st.get("skipped"): print("complete (skipped)", flush=True)
-        elif st["state"] == "ok": print(f"ok ({st['seconds']:.0f} s)", flush=True)
-        else: print(f"FAILED ({st['error'][:200]}); continuing", flush=True)
+    jobs = default_jobs(profile) if jobs is None else jobs
+    if not isinstance(jobs, int) or jobs < 1: raise ValueError(f"`jobs` must be an integer >= 1, got {jobs!r}")
+    statuses, t0, n_done = {}, time.time(), 0
+    root = Path(out_root or runs_dir(profile)); root.mkdir(parents=True, exist_ok=True)
+    run = lambda name: run_experiment(name, profile, parameters, out_root, force)
+    def done(name, st):
+        nonlocal n_done; n_done += 1; statuses[name] = st
+        head = f"[{n_done}/{len(names)}] {name}: " if jobs > 1 else ""
+        if st.get("skipped"): print(head + "complete (skipped)", flush=True)
+        elif st["state"] == "ok": print(head + f"ok ({st['seconds']:.0f} s)", flush=True)
+        else: print(head + f"FAILED ({st['error'][:200]}); continuing", flush=True)
+    if jobs == 1:
+        for i, name in enumerate(names, 1):
+            print(f"[{i}/{len(names)}] {name} ...", end=" ", flush=True); done(name, run(name))
+    else:
+        todo = [n for n in names if force or not is_complete(n, profile, parameters, out_root)]
+        if profile == "mini" and todo and not in_test():
+            # every lane would wait for the shared mini prior: build it first, with all cores
+            from digseg.prior import pretrain_prior
+            for pc in _priors_needed(todo, profile):
+                print(f"pretraining the mini prior {pc.key()} (cached for later runs) ...", flush=True); pretrain_prior(pc)
+        # each lane's notebook kernel gets its share of the cores (kernels inherit the environment)
+        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        os.environ.update({k: str(max(1, (os.cpu_count() or 1)//jobs)) for k in saved})
+        try: _run_lanes(names, jobs, run, {n: _experiment_models(n, profile) for n in todo}, done)
+        finally:
+            for k, v in saved.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
+    statuses = {n: statuses[n] for n in names}
+    wall = time.time() - t0
+    (root/"reproduce.json").write_text(json.dumps({"profile": profile, "jobs": jobs, "wall_seconds": round(wall, 1),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
+        "experiments": {n: {k: s.get(k) for k in ("state", "seconds", "skipped")} for n, s in statuses.items()}}, indent=1))
     report = build_report(profile, out_root)
     failed = [n for n, s in statuses.items() if s["state"] != "ok"]
-    print(f"{len(names) - len(failed)}/{len(names)} experiments ok in {(time.time()-t0)/60:.1f} min; report: {report}"
+    print(f"{len(names) - len(failed)}/{len(names)} experiments ok in {wall/60:.1f} min; report: {report}"
           + (f"; failed: {failed}" if failed else ""), flush=True)
     return statuses
