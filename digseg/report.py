@@ -144,7 +144,7 @@ def _experiment_models(name: str, profile: str):
     except Exception: return set()
 
 def _priors_needed(names: list, profile: str):
-    "The mini priors (`PriorConfig`s) the models of these experiments start from, each once."
+    "The mini priors (`PriorConfig`s) that models of two or more of these experiments start from, each once."
     from digseg.experiments import Experiment, experiment_models
     from digseg.prior import PriorConfig
     found = {}
@@ -154,8 +154,9 @@ def _priors_needed(names: list, profile: str):
         for c in cfgs:
             m = c.get("model") or {}
             if m.get("spec") == "mini" and not m.get("prior_dir"):
-                pc = PriorConfig(**m.get("prior", {})); found[pc.key()] = pc
-    return list(found.values())
+                pc = PriorConfig(**m.get("prior", {})); found.setdefault(pc.key(), (pc, set()))[1].add(n)
+    # a prior only one experiment uses (DEDOS Table 4's generators) is built in that experiment's lane
+    return [pc for pc, users in found.values() if len(users) > 1]
 
 def _run_lanes(names: list, jobs: int, run, models: dict, done):
     """Run `run(name)` for every name on `jobs` threads, in list order where possible, never two at once
