@@ -137,20 +137,17 @@ def default_jobs(profile: str="mini"):
     "Experiments run at once: 1 in the paper profile (one GPU), else up to 4 CPU lanes of at least one core each."
     return 1 if profile == "paper" else max(1, min(4, os.cpu_count() or 1))
 
-def _experiment_models(name: str, profile: str):
-    "Output folders of the models an experiment trains (empty when its config does not say)."
+def _training_configs(name: str, profile: str):
+    "The full training configs of the models an experiment trains (empty when its config does not say)."
     from digseg.experiments import Experiment, experiment_models
-    try: return {c["train"]["output_dir"] for c in experiment_models(Experiment(name, profile, smoke=False)).values()}
-    except Exception: return set()
+    try: return list(experiment_models(Experiment(name, profile, smoke=False)).values())
+    except Exception: return []
 
-def _priors_needed(names: list, profile: str):
-    "The mini priors (`PriorConfig`s) that models of two or more of these experiments start from, each once."
-    from digseg.experiments import Experiment, experiment_models
+def _priors_needed(configs: dict):
+    "The mini priors (`PriorConfig`s) that models of two or more experiments ({name: training configs}) start from."
     from digseg.prior import PriorConfig
     found = {}
-    for n in names:
-        try: cfgs = experiment_models(Experiment(n, profile, smoke=False)).values()
-        except Exception: continue
+    for n, cfgs in configs.items():
         for c in cfgs:
             m = c.get("model") or {}
             if m.get("spec") == "mini" and not m.get("prior_dir"):
@@ -176,7 +173,7 @@ def _run_lanes(names: list, jobs: int, run, models: dict, done):
 def _longest_first(names: list, models: dict):
     """`names` with the experiments that train the most models first (stable otherwise): a long experiment
     left for last would run alone on one lane's share of the cores (the first measured run: DEDOS's
-    sixteen ablation models were last and ran 27 minutes on one core of two)."""
+    21 ablation models were last and ran 27 minutes on one core of two)."""
     return sorted(names, key=lambda n: -len(models.get(n, ())))
 
 def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
@@ -204,15 +201,16 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
             print(f"[{i}/{len(names)}] {name} ...", end=" ", flush=True); done(name, run(name))
     else:
         todo = [n for n in names if force or not is_complete(n, profile, parameters, out_root)]
+        configs = {n: _training_configs(n, profile) for n in todo}   # read once: priors and model folders
         if profile == "mini" and todo and not in_test():
             # every lane would wait for the shared mini prior: build it first, with all cores
             from digseg.prior import pretrain_prior
-            for pc in _priors_needed(todo, profile):
+            for pc in _priors_needed(configs):
                 print(f"pretraining the mini prior {pc.key()} (cached for later runs) ...", flush=True); pretrain_prior(pc)
         # each lane's notebook kernel gets its share of the cores (kernels inherit the environment)
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         os.environ.update({k: str(max(1, (os.cpu_count() or 1)//jobs)) for k in saved})
-        models = {n: _experiment_models(n, profile) for n in todo}
+        models = {n: {c["train"]["output_dir"] for c in cfgs} for n, cfgs in configs.items()}
         try: _run_lanes(_longest_first(names, models), jobs, run, models, done)
         finally:
             for k, v in saved.items():
