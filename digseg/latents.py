@@ -209,21 +209,24 @@ def _latent_and_size(latent, size):
 @torch.no_grad()
 def decode_pixels(vae,             # a diffusers `AutoencoderKL`
                   latent: Tensor,  # scaled latent (B, C, h, w) of a padded input
-                  size: tuple|None=None): # (H, W) of the input before padding (None: keep the padded size)
+                  size: tuple|None=None, # (H, W) of the input before padding (None: keep the padded size)
+                  chunk: int=16):  # latents decoded per decoder call
     "Raw decoder output `(B, 3, H, W)` (nominally [-1, 1], not clipped) of a scaled latent."
     z, size = _latent_and_size(latent, size)
+    check_int("chunk", chunk, 1)
     shift, scale = _shift_scale(vae)
-    x = vae.decode(z.to(vae.device, vae.dtype)/scale + shift).sample
-    if size is not None:
-        if size[0] > x.shape[-2] or size[1] > x.shape[-1]: raise ValueError(f"`size` {size} is larger than the decoded {tuple(x.shape[-2:])}")
-        x = x[..., :size[0], :size[1]]
-    return x
+    z = z.to(vae.device, vae.dtype)/scale + shift
+    if size is not None and (size[0] > z.shape[-2]*vae_scale_factor(vae) or size[1] > z.shape[-1]*vae_scale_factor(vae)):
+        raise ValueError(f"`size` {size} is larger than the decoded {(z.shape[-2]*vae_scale_factor(vae), z.shape[-1]*vae_scale_factor(vae))}")
+    H, W = size or (None, None)
+    return torch.cat([vae.decode(z[s:s+chunk]).sample[..., :H, :W] for s in range(0, len(z), chunk)])
 
 def decode_mask(vae,               # a diffusers `AutoencoderKL`
                 latent: Tensor,    # scaled latent (B, C, h, w) of a padded input
-                size: tuple|None=None): # (H, W) of the input before padding (None: keep the padded size)
+                size: tuple|None=None, # (H, W) of the input before padding (None: keep the padded size)
+                chunk: int=16):    # latents decoded per decoder call
     "A mask `(B, H, W)` in [0, 1] (float32): channel mean of the decoded latent, mapped from [-1, 1] and clipped."
-    x = decode_pixels(vae, latent, size)
+    x = decode_pixels(vae, latent, size, chunk)
     return ((x.float().mean(1) + 1)/2).clamp(0, 1)
 
 # %% ../nbs/01_latents.ipynb #1abdec99

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import hashlib, json, shutil
 from contextlib import contextmanager
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import torch
 from torch import nn
@@ -18,11 +18,12 @@ from .models import build_unet, build_vae, MINI_CLIP_CONFIG
 from .text import ClipBackbone, PROMPT_TEMPLATE
 from .latents import mask_to_tensor, encode_image
 from .sampler import make_train_scheduler, add_noise, training_target, sample_timesteps
-from .train import Trainer, TrainConfig
+from .train import Trainer, TrainConfig, list_checkpoints, load_checkpoint
 
 # %% auto #0
-__all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'STAGE_FIELDS', 'PriorSamples', 'VAEPretraining', 'set_latent_scale', 'ClipPretraining',
-           'TextToImagePretraining', 'PriorConfig', 'pretrain_prior', 'load_prior', 'build_mini_pipeline']
+__all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'UNET_SNAPSHOTS', 'STAGE_FIELDS', 'PriorSamples', 'VAEPretraining', 'set_latent_scale',
+           'ClipPretraining', 'TextToImagePretraining', 'PriorConfig', 'unet_snapshot_steps', 'pretrain_prior',
+           'load_prior', 'build_mini_pipeline']
 
 # %% ../nbs/09a_prior.ipynb #6cf5f615
 class PriorSamples(Dataset):
@@ -100,7 +101,8 @@ class TextToImagePretraining(nn.Module):
         return {"loss": F.mse_loss(pred, training_target(self.scheduler, z, noise, t.to(dev)))}
 
 # %% ../nbs/09a_prior.ipynb #f57291d9
-PRIOR_VERSION = 3   # bump when the pretraining code changes meaning, to invalidate old caches
+PRIOR_VERSION = 4   # bump when the pretraining code changes meaning, to invalidate old caches (4: U-Net snapshots)
+UNET_SNAPSHOTS = 6  # the U-Net stage keeps its weights at every 1/6 of its run (`PriorConfig.unet_stop`)
 
 @dataclass
 class PriorConfig:
@@ -117,21 +119,31 @@ class PriorConfig:
     unet_steps: int = 300
     unet_batch: int = 32
     unet_lr: float = 5e-4
+    unet_stop: int|None = None  # take the U-Net at this step of the `unet_steps` run (one of `unet_snapshot_steps`)
     def key(self):
         "Cache key: a hash of the config and PRIOR_VERSION."
         return hashlib.sha256(json.dumps({**asdict(self), "v": PRIOR_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
 
-def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: float, seed: int):
-    "Train one stage with the common Trainer (resumable) and return the run folder."
+def unet_snapshot_steps(cfg: PriorConfig):
+    "The steps of the U-Net run whose weights a prior keeps: every 1/`UNET_SNAPSHOTS` of `unet_steps`, the last included."
+    every = max(1, cfg.unet_steps // UNET_SNAPSHOTS)
+    return sorted({*range(every, cfg.unet_steps, every), cfg.unet_steps})
+
+def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: float, seed: int, every: int|None=None):
+    "Train one stage with the common Trainer (resumable) and return the run folder (checkpoints every `every` steps, all kept)."
     cfg = TrainConfig(output_dir=str(out/f"_{name}_run"), max_steps=steps, batch_size=batch, learning_rate=lr,
-                      lr_schedule="cosine", warmup_steps=min(50, steps//10), checkpoint_every=max(1, steps//4),
+                      lr_schedule="cosine", warmup_steps=min(50, steps//10), checkpoint_every=every or max(1, steps//4),
+                      keep_checkpoints=steps//every + 1 if every else 2,
                       log_every=max(1, steps//50), seed=seed, weight_decay=0.0)
     if Trainer(module, data, cfg).fit() < steps:   # stopped by SIGINT/SIGTERM: checkpointed, not finished
         raise KeyboardInterrupt(f"prior stage '{name}' interrupted; rerun to resume it from {cfg.output_dir}")
     return Path(cfg.output_dir)
 
-# What each stage's weights depend on: a prior differing only in its U-Net budget (DEDOS Table 4's mini
-# generators) reuses the VAE and CLIP of a cached sibling instead of training them again.
+# What each stage's weights depend on: a prior differing only in its U-Net budget reuses the VAE and
+# CLIP of a cached sibling instead of training them again. DEDOS Table 4's mini generators go one step
+# further: SD 1.4 and 1.5 are checkpoints of one training lineage (both continue SD 1.2), so their mini
+# analogues are the default prior's U-Net at earlier steps of its own run (`unet_stop`), kept as
+# snapshots when that run trains: no extra training at all (it cost 460 s of the first measured run).
 STAGE_FIELDS = {"vae": ("world_size", "seed", "vae_steps", "vae_batch", "vae_lr", "vae_loss"),
                 "clip": ("world_size", "seed", "clip_steps", "clip_batch", "clip_lr")}
 
@@ -173,6 +185,11 @@ def pretrain_prior(cfg: PriorConfig=PriorConfig(), # budget and hyperparameters
     with _locked(out/".lock"): return _pretrain(cfg, out, from_scratch_unet)
 
 def _pretrain(cfg: PriorConfig, out: Path, from_scratch_unet: bool):
+    if cfg.unet_stop is not None and not from_scratch_unet:
+        # a U-Net taken earlier from the full run: build (or find) that prior, whose stages this one then copies
+        if cfg.unet_stop not in unet_snapshot_steps(cfg):
+            raise ValueError(f"`unet_stop` must be one of the U-Net run's snapshot steps {unet_snapshot_steps(cfg)}, got {cfg.unet_stop}")
+        full = pretrain_prior(replace(cfg, unet_stop=None), root=out.parent)
     (out/"prior.json").write_text(json.dumps(asdict(cfg), indent=1))
     data = PriorSamples(MiniWorld("train", size=cfg.world_size, seed=cfg.seed), seed=cfg.seed)
     if not (out/"vae").is_dir() and not _reuse_stage(cfg, out, "vae"):
@@ -185,11 +202,24 @@ def _pretrain(cfg: PriorConfig, out: Path, from_scratch_unet: bool):
         run = _run_stage(ClipPretraining(clip), data, out, "clip", cfg.clip_steps, cfg.clip_batch, cfg.clip_lr, cfg.seed)
         clip.requires_grad_(False); clip.eval()
         _publish(clip, out/"clip"); shutil.copy(run/"log.jsonl", out/"clip_log.jsonl"); shutil.rmtree(run)
+    if not from_scratch_unet and not (out/"unet").is_dir() and cfg.unet_stop is not None:
+        snap = full/"unet_snapshots"/str(cfg.unet_stop) if cfg.unet_stop < cfg.unet_steps else full/"unet"
+        tmp = out/"unet.tmp"; shutil.rmtree(tmp, ignore_errors=True); shutil.copytree(snap, tmp); tmp.rename(out/"unet")
+        log = [l for l in (full/"unet_log.jsonl").read_text().splitlines() if json.loads(l)["step"] <= cfg.unet_stop]
+        (out/"unet_log.jsonl").write_text("".join(l + "\n" for l in log))
     if not from_scratch_unet and not (out/"unet").is_dir():
         from diffusers import AutoencoderKL
         vae, clip = AutoencoderKL.from_pretrained(out/"vae"), ClipBackbone.from_pretrained(out/"clip")
         unet = build_unet("mini", seed=cfg.seed)
-        run = _run_stage(TextToImagePretraining(unet, vae, clip), data, out, "unet", cfg.unet_steps, cfg.unet_batch, cfg.unet_lr, cfg.seed)
+        steps = unet_snapshot_steps(cfg)
+        run = _run_stage(TextToImagePretraining(unet, vae, clip), data, out, "unet", cfg.unet_steps, cfg.unet_batch, cfg.unet_lr,
+                         cfg.seed, every=steps[0])
+        for ck in list_checkpoints(run):         # the earlier weights of this run, for priors with `unet_stop`
+            weights, _, meta = load_checkpoint(ck)
+            if meta["step"] in steps[:-1]:
+                snap = build_unet("mini", seed=cfg.seed)
+                snap.load_state_dict({k.removeprefix("unet."): v for k, v in weights.items()})
+                _publish(snap, out/"unet_snapshots"/str(meta["step"]))
         _publish(unet, out/"unet"); shutil.copy(run/"log.jsonl", out/"unet_log.jsonl"); shutil.rmtree(run)
     return out
 

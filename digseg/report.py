@@ -155,26 +155,40 @@ def _priors_needed(configs: dict):
     # a prior only one experiment uses (DEDOS Table 4's generators) is built in that experiment's lane
     return [pc for pc, users in found.values() if len(users) > 1]
 
-def _run_lanes(names: list, jobs: int, run, models: dict, done):
-    """Run `run(name)` for every name on `jobs` threads, in list order where possible, never two at once
-    that train the same model (the second waits and then finds it trained); `done(name, status)` on each."""
+def _is_trained(folder): # a model's training output folder
+    "Whether the folder holds a finished model (training publishes `model/` atomically, at its end)."
+    return (Path(folder)/"model").is_dir()
+
+def _run_lanes(names: list, jobs: int, run, models: dict, done,
+               trained=_is_trained,   # folder -> bool: is that model trained already?
+               poll: float=15.0):     # seconds between looks while a free lane waits for a model
+    """Run `run(name)` for every name on `jobs` threads, in list order where possible; an experiment that
+    needs a model another running one is still training waits until the model is published (then reads it);
+    `done(name, status)` on each."""
     from concurrent.futures import ThreadPoolExecutor, wait, FIRST_COMPLETED
     pending, running = list(names), {}
+    untrained = lambda n: {m for m in models.get(n, ()) if not trained(m)}
     with ThreadPoolExecutor(jobs) as pool:
         while pending or running:
-            busy = set().union(*(models.get(n, set()) for n in running.values()))
+            busy = set().union(*(untrained(n) for n in running.values()))
             for n in list(pending):
                 if len(running) >= jobs: break
-                if models.get(n, set()) & busy: continue
-                pending.remove(n); busy |= models.get(n, set()); running[pool.submit(run, n)] = n
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                if (need := untrained(n)) & busy: continue
+                pending.remove(n); busy |= need; running[pool.submit(run, n)] = n
+            blocked = pending and len(running) < jobs            # a lane is free, its candidates wait for a model
+            finished, _ = wait(running, timeout=poll if blocked else None, return_when=FIRST_COMPLETED)
             for f in finished: done(running.pop(f), f.result())
 
-def _longest_first(names: list, models: dict):
-    """`names` with the experiments that train the most models first (stable otherwise): a long experiment
-    left for last would run alone on one lane's share of the cores (the first measured run: DEDOS's
-    21 ablation models were last and ran 27 minutes on one core of two)."""
-    return sorted(names, key=lambda n: -len(models.get(n, ())))
+def _training_samples(configs: list): # an experiment's training configs
+    "Samples its models train on (steps x batch, summed): the scheduler's proxy for an experiment's cost."
+    return sum(int(c["train"].get("max_steps", 0)) * int(c["train"].get("batch_size", 1)) for c in configs)
+
+def _costliest_first(names: list, configs: dict):
+    """`names` with the experiments that train on the most samples first (stable otherwise): a long experiment
+    left for last runs alone on one lane's share of the cores (the first measured run: DEDOS's 21 ablation
+    models were last and ran 27 minutes on one core of two), and the main model, which eight experiments
+    read, is trained early by one of them."""
+    return sorted(names, key=lambda n: -_training_samples(configs.get(n, ())))
 
 def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
               out_root: Path|None=None, parameters: dict|None=None,
@@ -211,7 +225,7 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         os.environ.update({k: str(max(1, (os.cpu_count() or 1)//jobs)) for k in saved})
         models = {n: {c["train"]["output_dir"] for c in cfgs} for n, cfgs in configs.items()}
-        try: _run_lanes(_longest_first(names, models), jobs, run, models, done)
+        try: _run_lanes(_costliest_first(names, configs), jobs, run, models, done)
         finally:
             for k, v in saved.items():
                 if v is None: os.environ.pop(k, None)

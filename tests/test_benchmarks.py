@@ -151,3 +151,9 @@ def test_dedos_efficiency(tmp_path):
     assert flops["training forward"]["GFLOPs"] > flops["inference"]["GFLOPs"] > 0 and flops["text tower"]["GFLOPs"] > 0
     assert all(abs(x["GFLOPs_fvcore"]*2 - x["GFLOPs"]) < 1e-9 for x in r["flops"])
     assert r["paper"]["DEDOS"]["GFLOPs"] == 1030.47 and r["not_measured"][0]["value"] == "not measured"
+
+
+def test_decode_chunks(tmp_path):
+    _, r = run("decode_chunks", tmp_path, "--quick", "--chunks", "2,1")
+    assert r["outputs_equal"] is True and r["masks"] == 4
+    assert [x["chunk"] for x in r["rows"]] == [4, 2, 1] and r["rows"][0]["speedup_vs_one_call"] == 1.0

@@ -6,6 +6,7 @@ import yaml
 from digseg.finetune import load_config, config_method, DiGSegObjective
 from digseg.dedos_train import dedos_config
 from digseg.train import TrainConfig
+from digseg.prior import PriorConfig, unet_snapshot_steps
 from digseg.experiments import EXPERIMENTS, Experiment, train_config, experiment_models, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,9 @@ PAPER_EXPERIMENTS = [p for p in EXPERIMENT_CONFIGS if p.parent.name == "paper"]
 def _check_training(cfg):
     cfg = load_config(cfg)
     TrainConfig.from_dict(cfg.get("train", {}))
+    if "prior" in cfg.get("model", {}):   # a mini prior's overrides build a PriorConfig; a `unet_stop` is a kept snapshot
+        pc = PriorConfig(**cfg["model"]["prior"])
+        assert pc.unet_stop is None or pc.unet_stop in unet_snapshot_steps(pc), pc
     if config_method(cfg) == "dedos":   # DEDOS runs: their model section builds a DEDOSConfig (tests/test_dedos.py trains one)
         assert "objective" not in cfg
         dedos_config(cfg["model"]); return
