@@ -215,9 +215,9 @@ def decode_pixels(vae,             # a diffusers `AutoencoderKL`
     z, size = _latent_and_size(latent, size)
     check_int("chunk", chunk, 1)
     shift, scale = _shift_scale(vae)
-    z = z.to(vae.device, vae.dtype)/scale + shift
-    if size is not None and (size[0] > z.shape[-2]*vae_scale_factor(vae) or size[1] > z.shape[-1]*vae_scale_factor(vae)):
-        raise ValueError(f"`size` {size} is larger than the decoded {(z.shape[-2]*vae_scale_factor(vae), z.shape[-1]*vae_scale_factor(vae))}")
+    z, f = z.to(vae.device, vae.dtype)/scale + shift, vae_scale_factor(vae)
+    if size is not None and (size[0] > z.shape[-2]*f or size[1] > z.shape[-1]*f):
+        raise ValueError(f"`size` {size} is larger than the decoded {(z.shape[-2]*f, z.shape[-1]*f)}")
     H, W = size or (None, None)
     return torch.cat([vae.decode(z[s:s+chunk]).sample[..., :H, :W] for s in range(0, len(z), chunk)])
 

@@ -147,6 +147,11 @@ def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: f
 STAGE_FIELDS = {"vae": ("world_size", "seed", "vae_steps", "vae_batch", "vae_lr", "vae_loss"),
                 "clip": ("world_size", "seed", "clip_steps", "clip_batch", "clip_lr")}
 
+def _copy_folder(src: Path, dst: Path):
+    "Copy a stage folder beside `dst`, then rename: a copied stage is either complete or absent."
+    tmp = dst.with_name(dst.name + ".tmp"); shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp); tmp.rename(dst)
+
 def _reuse_stage(cfg: PriorConfig, out: Path, name: str):
     "Copy stage `name` from a cached prior whose config agrees on the stage's fields; True if one was found."
     want = {k: getattr(cfg, k) for k in STAGE_FIELDS[name]}
@@ -156,8 +161,7 @@ def _reuse_stage(cfg: PriorConfig, out: Path, name: str):
         except ValueError: continue
         if other.parent.name == PriorConfig(**{k: v for k, v in theirs.items() if k in asdict(cfg)}).key() \
                 and all(theirs.get(k) == v for k, v in want.items()):
-            tmp = out/f"{name}.tmp"; shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(other.parent/name, tmp); tmp.rename(out/name)
+            _copy_folder(other.parent/name, out/name)
             if (other.parent/f"{name}_log.jsonl").exists(): shutil.copy(other.parent/f"{name}_log.jsonl", out/f"{name}_log.jsonl")
             return True
     return False
@@ -204,7 +208,7 @@ def _pretrain(cfg: PriorConfig, out: Path, from_scratch_unet: bool):
         _publish(clip, out/"clip"); shutil.copy(run/"log.jsonl", out/"clip_log.jsonl"); shutil.rmtree(run)
     if not from_scratch_unet and not (out/"unet").is_dir() and cfg.unet_stop is not None:
         snap = full/"unet_snapshots"/str(cfg.unet_stop) if cfg.unet_stop < cfg.unet_steps else full/"unet"
-        tmp = out/"unet.tmp"; shutil.rmtree(tmp, ignore_errors=True); shutil.copytree(snap, tmp); tmp.rename(out/"unet")
+        _copy_folder(snap, out/"unet")
         log = [l for l in (full/"unet_log.jsonl").read_text().splitlines() if json.loads(l)["step"] <= cfg.unet_stop]
         (out/"unet_log.jsonl").write_text("".join(l + "\n" for l in log))
     if not from_scratch_unet and not (out/"unet").is_dir():
