@@ -10,9 +10,9 @@ import yaml
 from .config import project_root, runs_dir, get_profile, check_choice
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'Experiment', 'train_config', 'train_model',
-           'experiment_models', 'checkpoints_of', 'load_trainable', 'eval_dataset', 'eval_settings', 'run_eval',
-           'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure']
+__all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'Experiment', 'prior_key', 'train_config',
+           'train_model', 'experiment_models', 'checkpoints_of', 'load_trainable', 'eval_dataset', 'eval_settings',
+           'run_eval', 'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -71,6 +71,13 @@ class Experiment:
     def __repr__(self): return f"Experiment({self.name!r}, profile={self.profile!r}, smoke={self.smoke}, out={str(self.out)!r})"
 
 # %% ../nbs/20_experiments.ipynb #daebdf6b
+def prior_key(cfg: dict): # a training config
+    "Cache key of the mini prior the config's model starts from; None when it names no mini prior."
+    m = cfg.get("model") or {}
+    if m.get("spec") != "mini" or m.get("prior_dir"): return None
+    from digseg.prior import PriorConfig
+    return PriorConfig(**m.get("prior", {})).key()
+
 def train_config(exp: Experiment,          # the experiment asking
                  spec: dict|None=None,     # {'base': 'train.yaml', 'overrides': {...}} (default: exp.cfg['train'])
                  variant: dict|None=None): # one more layer of overrides (an ablation's row)
@@ -81,7 +88,7 @@ def train_config(exp: Experiment,          # the experiment asking
     cfg = merge(merge(yaml.safe_load(Path(p).read_text()), spec.get("overrides")), variant)
     if exp.smoke: cfg = merge(cfg, SMOKE_TRAIN)
     cfg.get("train", {}).pop("output_dir", None)
-    key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([cfg, prior_key(cfg)], sort_keys=True, default=str).encode()).hexdigest()[:12]
     cfg.setdefault("train", {})["output_dir"] = str(exp.models_root/key)
     return cfg
 

@@ -150,7 +150,7 @@ def build_tiny_pipeline(seed: int=0,              # weight-init seed
 # %% ../nbs/06_models.ipynb #773bc3e9
 MINI_UNET_CONFIG = dict(
     sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-    block_out_channels=(32, 64, 64, 64), attention_head_dim=8,
+    block_out_channels=(32, 64, 64, 64), attention_head_dim=(2, 4, 4, 4),
     down_block_types=("CrossAttnDownBlock2D",)*3 + ("DownBlock2D",),
     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",)*3,
     cross_attention_dim=64, use_linear_projection=True, norm_num_groups=16,

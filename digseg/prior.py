@@ -101,7 +101,7 @@ class TextToImagePretraining(nn.Module):
         return {"loss": F.mse_loss(pred, training_target(self.scheduler, z, noise, t.to(dev)))}
 
 # %% ../nbs/09a_prior.ipynb #f57291d9
-PRIOR_VERSION = 4   # bump when the pretraining code changes meaning, to invalidate old caches (4: U-Net snapshots)
+PRIOR_VERSION = 5   # bump when the pretraining code or the mini architecture changes, to invalidate old caches (5: U-Net heads 16 wide)
 UNET_SNAPSHOTS = 6  # the U-Net stage keeps its weights at every 1/6 of its run (`PriorConfig.unet_stop`)
 
 @dataclass

@@ -17,11 +17,14 @@ __all__ = ['PROFILE_NOTE', 'experiment_notebook', 'fingerprint', 'read_status', 
 def experiment_notebook(name: str): return project_root()/"nbs"/"experiments"/f"{name}.ipynb"
 
 def fingerprint(name: str, profile: str, parameters: dict|None=None):
-    "Hash of what determines an experiment's outputs: notebook code, config file, parameters."
+    "Hash of what determines an experiment's outputs: notebook code, config file, parameters, its models' training configs."
     nb = json.loads(experiment_notebook(name).read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     cfg = project_root()/"configs"/profile/f"{name}.yaml"
-    blob = json.dumps([code, cfg.read_text() if cfg.exists() else "", parameters or {}], sort_keys=True, default=str)
+    # the resolved training configs carry the base configs (train.yaml, ...) and, in each model's folder key,
+    # the prior it starts from: a change to either runs the experiment again
+    blob = json.dumps([code, cfg.read_text() if cfg.exists() else "", parameters or {}, _training_configs(name, profile)],
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 def read_status(out: Path):

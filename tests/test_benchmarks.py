@@ -157,3 +157,9 @@ def test_decode_chunks(tmp_path):
     _, r = run("decode_chunks", tmp_path, "--quick", "--chunks", "2,1")
     assert r["outputs_equal"] is True and r["masks"] == 4
     assert [x["chunk"] for x in r["rows"]] == [4, 2, 1] and r["rows"][0]["speedup_vs_one_call"] == 1.0
+
+
+def test_unet_heads(tmp_path):
+    _, r = run("unet_heads", tmp_path, "--quick")
+    assert r["same_parameters"] is True and r["rows"] == 8 and r["batch"] == 4
+    assert [x["forward_speedup"] for x in r["rows_table"]][0] == 1.0 and len(r["rows_table"]) == 2
