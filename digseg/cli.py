@@ -23,10 +23,15 @@ def reproduce(profile: str="mini",       # 'mini' or 'paper'
     from digseg.report import reproduce as run_all, available_experiments
     get_profile(profile)
     if dry_run:
-        names = [n for n in available_experiments() if not only or n in only]
-        missing = [n for n in names if not (project_root()/"configs"/profile/f"{n}.yaml").exists()]
-        for n in names: print(f"{n}: configs/{profile}/{n}.yaml {'MISSING' if n in missing else 'ok'}")
-        return {n: {"state": "missing config" if n in missing else "ok"} for n in names}
+        from digseg.experiments import Experiment, missing_inputs
+        states = {}
+        for n in [n for n in available_experiments() if not only or n in only]:
+            if not (project_root()/"configs"/profile/f"{n}.yaml").exists():
+                print(f"{n}: configs/{profile}/{n}.yaml MISSING"); states[n] = {"state": "missing config"}; continue
+            miss = missing_inputs(Experiment(n, profile, out_dir=Path(out)/n if out else None, smoke=False))
+            print(f"{n}: " + ("ok" if not miss else f"{len(miss)} missing input(s)\n" + "\n".join(f"    {m}" for m in miss)))
+            states[n] = {"state": "missing inputs", "missing": miss} if miss else {"state": "ok"}
+        return states
     return run_all(profile, only=only, force=force, out_root=Path(out) if out else None, jobs=jobs)
 
 # %% ../nbs/90_cli.ipynb #d753d645
@@ -253,7 +258,7 @@ def main(argv: list|None=None):
     p.add_argument("--out", default=None, help="output folder (default runs/<profile>)")
     p.add_argument("--only", default=None, help="comma-separated experiment names (default: all)")
     p.add_argument("--force", action="store_true", help="rerun experiments whose outputs are complete")
-    p.add_argument("--dry-run", action="store_true", help="list the experiments and check their configs, run nothing")
+    p.add_argument("--dry-run", action="store_true", help="list the experiments, check their configs, weights and datasets exist; run nothing")
     p.add_argument("--jobs", type=int, default=None, help="experiments run at once (default: 1 in the paper profile, "
                    "else the CPU count up to 4; experiments sharing a model never overlap)")
     tr = sub.add_parser("train", help="train DiGSeg (or DEDOS: model.method) from a YAML config, or a model of an experiment (resumes from the newest checkpoint)",

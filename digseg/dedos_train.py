@@ -14,9 +14,9 @@ from .config import check_int, check_choice
 from .dedos import DEDOSConfig, DEDOSModel, DEDOSTrainingModule, TINY_DEDOS_CONFIG, TABLE3_ROWS
 
 # %% auto #0
-__all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'DEDOS_PARTS', 'dedos_config', 'build_dedos',
-           'build_semantic_data', 'save_dedos', 'load_dedos', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos',
-           'train_dedos_model', 'run_dedos_eval', 'frozen', 'dedos_efficiency']
+__all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'DEDOS_PARTS', 'dedos_config', 'null_text_states',
+           'save_null_text', 'build_dedos', 'build_semantic_data', 'save_dedos', 'load_dedos', 'train_dedos',
+           'DEDOSSegmenter', 'evaluate_dedos', 'train_dedos_model', 'run_dedos_eval', 'frozen', 'dedos_efficiency']
 
 # %% ../nbs/13_dedos_train.ipynb #ce2c7cff
 MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, ffn_dim=128,
@@ -32,8 +32,28 @@ def dedos_config(model: dict): # the `model` section of a run config
     return DEDOSConfig.table3(row, **{**SPEC_SIZES[spec], **over})
 
 # %% ../nbs/13_dedos_train.ipynb #50b5c000
+def null_text_states(sd_path): # a diffusers Stable Diffusion folder (with tokenizer/ and text_encoder/)
+    "Stable Diffusion's unconditional U-Net conditioning: its own text encoder's states of the empty prompt, (1, 77, width)."
+    from transformers import CLIPTokenizer, CLIPTextModel
+    root = Path(sd_path)
+    for sub in ("tokenizer", "text_encoder"):
+        if not (root/sub).is_dir(): raise FileNotFoundError(f"`sd_path`: no {sub}/ folder in {root} (a diffusers Stable Diffusion folder)")
+    tok = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+    enc = CLIPTextModel.from_pretrained(root, subfolder="text_encoder").eval()
+    # as diffusers' pipelines encode the negative prompt "": padded to the tokenizer's length, no attention mask
+    length = min(tok.model_max_length, enc.config.max_position_embeddings)   # 77 for SD; a tokenizer may leave it unset
+    ids = tok([""], padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad(): return enc(ids)[0].float()
+
+def save_null_text(sd_path, out): # the SD folder, the .safetensors file to write
+    "Write `null_text_states(sd_path)` where `model.null_text` reads it (atomically); return the path."
+    from safetensors.torch import save_file
+    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True); tmp = out.with_name(out.name + ".tmp")
+    save_file({"null_text": null_text_states(sd_path).contiguous()}, str(tmp)); os.replace(tmp, out)
+    return out
+
 def _load_null_text(path):
-    "SD 2.x's unconditional U-Net states (1, 77, 1024), computed once with its OpenCLIP-H text encoder."
+    "SD's unconditional U-Net states from a tensor file (`save_null_text`); None passes through."
     if path is None: return None
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"`model.null_text`: no file {p}")
@@ -60,12 +80,20 @@ def build_dedos(model: dict): # the `model` section of a run config
         from digseg.models import load_sd2
         from digseg.text import ClipBackbone
         if not model.get("clip_weights"): raise ValueError("`model.clip_weights`: pass the path of an open_clip checkpoint of the CLIP (digseg never downloads)")
-        unet, vae, _ = load_sd2(model.get("sd2_path", "stabilityai/stable-diffusion-2-1"))
+        sd = model.get("sd2_path", "stabilityai/stable-diffusion-2-1")
+        unet, vae, _ = load_sd2(sd)
         clip = ClipBackbone.from_open_clip(model.get("clip_arch", "ViT-L-14"), model["clip_weights"])
-        null = _load_null_text(model.get("null_text"))
+        null = _sd_null_text(model.get("null_text"), sd)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DEDOSModel(vae, unet, clip, cfg, null_text=null)
+
+def _sd_null_text(given, sd_path):
+    "The U-Net conditioning of a Stable Diffusion spec: a file, 'zeros', or (default) the SD folder's own empty-prompt states."
+    if given == "zeros": return None          # DEDOSModel's fallback: zeros (or CLIP's "" when the widths agree)
+    if given is not None: return _load_null_text(given)
+    if (Path(sd_path)/"text_encoder").is_dir(): return null_text_states(sd_path)
+    return None
 
 # %% ../nbs/13_dedos_train.ipynb #6bfc77a0
 def build_semantic_data(data: dict,   # the `data` section of a run config

@@ -152,6 +152,7 @@ EVAL_PROTOCOLS = {
     "deepglobe": dict(_SLIDE, binary={"road": [1]}),
     "phenobench": dict(_SLIDE, background="soil"),
     "refuge2": dict(resize_short=1024, **_SLIDE, binary={"optic disc": [1, 2], "optic cup": [2]}),
+    "mess": dict(resize_short=512),
     "mini_world": dict(),
 }
 

@@ -11,8 +11,8 @@ from .config import project_root, runs_dir, get_profile, check_choice
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'Experiment', 'prior_key', 'train_config',
-           'train_model', 'experiment_models', 'checkpoints_of', 'load_trainable', 'eval_dataset', 'eval_settings',
-           'run_eval', 'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure']
+           'train_model', 'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable', 'eval_dataset',
+           'eval_settings', 'run_eval', 'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -30,7 +30,8 @@ EXPERIMENTS = {
     "fig8_spacing":       dict(title="Figure 8: DDIM leading vs trailing", paper=None),
     "qualitative":        dict(title="Figures 4, 5, 9-14: qualitative results", paper=None),
     "prior_value":        dict(title="The value of the generative prior (mini study)", paper=None),
-    "dedos_main":         dict(title="DEDOS Tables 1-2: main results (DEDOS vs its baseline and DiGSeg)", paper="dedos.table1_standard"),
+    "dedos_main":         dict(title="DEDOS Table 1: main results (DEDOS vs its baseline and DiGSeg)", paper="dedos.table1_standard"),
+    "dedos_mess":         dict(title="DEDOS Table 2: multi-domain evaluation (MESS)", paper="dedos.table2_mess"),
     "dedos_ablations":    dict(title="DEDOS Tables 3-6 and Figure 4: ablations", paper="dedos.table3_components"),
 }
 
@@ -117,7 +118,7 @@ def experiment_models(exp: Experiment):
     "{label: full training config} of every model `exp` trains (the configs its notebook passes to `train_model`)."
     c, out = exp.cfg, {}
     add = lambda label, spec, variant=None: out.__setitem__(label, train_config(exp, spec, variant))
-    if c.get("models"):   # DEDOS Tables 1-2: named models of either method (`digseg.finetune.config_method` tells which)
+    if c.get("models"):   # DEDOS Tables 1 and 2: named models of either method (`digseg.finetune.config_method` tells which)
         for label, m in c["models"].items(): add(label, m["train"])
         return out
     if c.get("groups"):   # DEDOS ablations: variant groups on the one base
@@ -140,6 +141,53 @@ def experiment_models(exp: Experiment):
         for v, over in variants.items(): add(v if len(bases) == 1 else f"{v}/{b}", spec, over)
     return out
 
+# %% ../nbs/20_experiments.ipynb #16cd3aef
+def _eval_specs(cfg):
+    "Every evaluation dataset spec (a dict naming a dataset) of an experiment config; `datasets: mess` is every MESS set."
+    if isinstance(cfg, dict):
+        if cfg.get("datasets") == "mess":
+            from digseg.benchmarks import mess_datasets
+            yield from ({"name": "mess", "dataset": k} for k in mess_datasets())
+        if cfg.get("name") == "mess" or (isinstance(cfg.get("name"), str) and "split" in cfg): yield cfg
+        for k, v in cfg.items():
+            if k not in ("train", "train_for", "variants", "sources", "models"): yield from _eval_specs(v)
+    elif isinstance(cfg, list):
+        for v in cfg: yield from _eval_specs(v)
+
+def _dataset_need(name, root, split):
+    "(what, path): the folder a prepared dataset's `split` must have (a benchmark under `root`, or a folder)."
+    from digseg.benchmarks import BENCHMARKS, ALIASES, get_benchmark
+    if ALIASES.get(str(name).lower(), name) in BENCHMARKS:
+        b, root = get_benchmark(name), Path(root)
+        split = split or b.eval_split
+        return f"{b.title} ({split})", (root if (root/"dataset.json").exists() else root/b.folder)/"images"/split
+    return f"{name} ({split})", Path(name)/"images"/(split or "val")
+
+def missing_inputs(exp: Experiment):
+    "'what: path' for every weight file and prepared dataset `exp` reads that does not exist (empty: ready to run)."
+    from digseg.config import data_root
+    need = []   # (what, path or None when the config does not say)
+    for label, cfg in experiment_models(exp).items():
+        m, data = cfg.get("model") or {}, cfg.get("data") or {}
+        if m.get("spec") == "sd2":
+            need.append((f"{label}: model.sd2_path", Path(m.get("sd2_path", "stabilityai/stable-diffusion-2"))))
+            need.append((f"{label}: model.clip_weights", Path(m["clip_weights"]) if m.get("clip_weights") else None))
+        if m.get("null_text") not in (None, "zeros"): need.append((f"{label}: model.null_text", Path(m["null_text"])))
+        if m.get("prior_dir"): need.append((f"{label}: model.prior_dir", Path(m["prior_dir"])))
+        names = data.get("dataset", "mini_world")
+        for n in names if isinstance(names, list) else [names]:
+            if n == "mini_world": continue
+            what, p = _dataset_need(n, data.get("root") or data_root(), data.get("split", "train"))
+            need.append((f"{label}: training data {what}", p))
+    for spec in _eval_specs(exp.cfg):
+        if spec.get("name") == "mess":
+            from digseg.benchmarks import mess_datasets, _mess_key
+            lay = mess_datasets()[_mess_key(spec["dataset"])]
+            need.append((f"MESS {lay['name']}", Path(spec.get("root") or data_root()/"mess")/lay["image_dir"]))
+        elif spec["name"] != "mini_world": need.append(("evaluation " + (w := _dataset_need(spec["name"], spec.get("root") or data_root(), spec.get("split")))[0], w[1]))
+    seen = dict.fromkeys(f"{w}: {p if p is not None else 'not set'}" for w, p in need if p is None or not p.exists())
+    return list(seen)
+
 # %% ../nbs/20_experiments.ipynb #32573325
 def checkpoints_of(cfg: dict):
     "(step, elapsed seconds, checkpoint folder) of every kept checkpoint of a training config."
@@ -159,7 +207,7 @@ def load_trainable(pipe, checkpoint):
 
 # %% ../nbs/20_experiments.ipynb #ccb9be79
 def eval_dataset(spec: dict, exp: Experiment|None=None):
-    "The dataset a spec names (mini-world split or prepared benchmark); smoke runs use a few small images."
+    "The dataset a spec names (mini-world split, prepared benchmark, or a MESS dataset); smoke runs use a few small images."
     spec = dict(spec); name = spec.pop("name", "mini_world")
     smoke = exp is not None and exp.smoke
     if name == "mini_world":
@@ -167,8 +215,11 @@ def eval_dataset(spec: dict, exp: Experiment|None=None):
         size = SMOKE_EVAL["limit"] if smoke else spec.get("size", 200)
         wc = WorldConfig(image_size=SMOKE_EVAL["size"] if smoke else spec.get("image_size", 64))
         return MiniWorld(spec.get("split", "val"), size=size, seed=spec.get("seed", 0), cfg=wc)
-    from digseg.benchmarks import load_benchmark
+    from digseg.benchmarks import load_benchmark, MessFolder
     from digseg.config import data_root
+    if name == "mess":   # {name: mess, dataset: BDD100K}: one of MESS's datasets, prepared by mess-benchmark under <data>/mess
+        if "dataset" not in spec: raise ValueError(f"a MESS spec needs `dataset` (e.g. 'BDD100K'), got {spec}")
+        return MessFolder(spec["dataset"], spec.get("root") or data_root()/"mess", on_error=spec.get("on_error", "raise"))
     return load_benchmark(name, spec.get("root") or data_root(), spec.get("split"), on_error=spec.get("on_error", "raise"))
 
 # %% ../nbs/20_experiments.ipynb #88bba7ce

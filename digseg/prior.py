@@ -13,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from .config import cache_dir, check_int, check_choice
-from .data import MiniWorld, WorldConfig
+from .data import MiniWorld, WorldConfig, SHAPES
 from .models import build_unet, build_vae, MINI_CLIP_CONFIG
 from .text import ClipBackbone, PROMPT_TEMPLATE
 from .latents import mask_to_tensor, encode_image
@@ -22,8 +22,8 @@ from .train import Trainer, TrainConfig, list_checkpoints, load_checkpoint
 
 # %% auto #0
 __all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'UNET_SNAPSHOTS', 'STAGE_FIELDS', 'PriorSamples', 'VAEPretraining', 'set_latent_scale',
-           'ClipPretraining', 'TextToImagePretraining', 'PriorConfig', 'unet_snapshot_steps', 'pretrain_prior',
-           'load_prior', 'build_mini_pipeline']
+           'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig', 'unet_snapshot_steps',
+           'pretrain_prior', 'load_prior', 'build_mini_pipeline']
 
 # %% ../nbs/09a_prior.ipynb #6cf5f615
 class PriorSamples(Dataset):
@@ -67,19 +67,34 @@ def set_latent_scale(vae, images: torch.Tensor): # (B, 3, H, W) in [0, 1], a sam
     return vae.config.scaling_factor
 
 # %% ../nbs/09a_prior.ipynb #6662078a
+def shape_swapped(caption: str, generator: torch.Generator):
+    "The caption with one of its shape words replaced by another shape (a hard negative); None if it names no shape."
+    words = caption.split(" ")
+    where = [i for i, w in enumerate(words) if w.strip(".,") in SHAPES]
+    if not where: return None
+    i = where[int(torch.randint(len(where), (), generator=generator))]
+    core = words[i].strip(".,"); others = [s for s in SHAPES if s != core]
+    words[i] = words[i].replace(core, others[int(torch.randint(len(others), (), generator=generator))])
+    return " ".join(words)
+
 class ClipPretraining(nn.Module):
-    "Symmetric InfoNCE over a batch of (image, caption) pairs (CLIP's objective)."
-    def __init__(self, clip: ClipBackbone):
-        super().__init__(); self.clip = clip; clip.requires_grad_(True); clip.train()
+    "Symmetric InfoNCE over a batch of (image, caption) pairs (CLIP's objective), optionally with shape-swapped hard negatives."
+    def __init__(self, clip: ClipBackbone, hard_negatives: bool=False):
+        super().__init__(); self.clip, self.hard_negatives = clip, hard_negatives; clip.requires_grad_(True); clip.train()
     def forward(self, batch, generator):
         m = self.clip.model
+        caps = list(batch["caption"])
+        negs = [n for c in caps if (n := shape_swapped(c, generator)) is not None] if self.hard_negatives else []
+        texts = caps + negs   # the negatives are extra texts for the images to reject, never an image's caption
         img = m.encode_image(self.clip.preprocess(batch["image"].to(self.clip.device)), normalize=True)
-        txt = m.encode_text(self.clip.tokenize(list(batch["caption"])).to(self.clip.device), normalize=True)
-        logits = m.logit_scale.exp() * img @ txt.T
-        # identical captions in a batch are positives of each other, not negatives
-        caps = list(batch["caption"]); same = torch.tensor([[a == b for b in caps] for a in caps], dtype=torch.float, device=logits.device)
-        target = same / same.sum(1, keepdim=True)
-        return {"loss": 0.5*(torch.sum(-target * logits.log_softmax(1), 1).mean() + torch.sum(-target.T * logits.T.log_softmax(1), 1).mean())}
+        txt = m.encode_text(self.clip.tokenize(texts).to(self.clip.device), normalize=True)
+        logits = m.logit_scale.exp() * img @ txt.T                                           # (B, B + negatives)
+        # identical texts are positives of each other, not negatives (a swapped caption may be another image's)
+        same = torch.tensor([[a == b for b in texts] for a in caps], dtype=torch.float, device=logits.device)
+        i2t = torch.sum(-same / same.sum(1, keepdim=True) * logits.log_softmax(1), 1).mean()
+        sq = same[:, :len(caps)]   # text -> image: the batch's own captions over its images
+        t2i = torch.sum(-(sq / sq.sum(1, keepdim=True)).T * logits[:, :len(caps)].T.log_softmax(1), 1).mean()
+        return {"loss": 0.5*(i2t + t2i)}
 
 # %% ../nbs/09a_prior.ipynb #6de757c8
 class TextToImagePretraining(nn.Module):

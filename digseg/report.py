@@ -20,10 +20,11 @@ def fingerprint(name: str, profile: str, parameters: dict|None=None):
     "Hash of what determines an experiment's outputs: notebook code, config file, parameters, its models' training configs."
     nb = json.loads(experiment_notebook(name).read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    cfg = project_root()/"configs"/profile/f"{name}.yaml"
+    given = (parameters or {}).get("config")   # `-p config FILE` replaces configs/<profile>/<name>.yaml
+    cfg = Path(given) if given else project_root()/"configs"/profile/f"{name}.yaml"
     # the resolved training configs carry the base configs (train.yaml, ...) and, in each model's folder key,
     # the prior it starts from: a change to either runs the experiment again
-    blob = json.dumps([code, cfg.read_text() if cfg.exists() else "", parameters or {}, _training_configs(name, profile)],
+    blob = json.dumps([code, cfg.read_text() if cfg.is_file() else "", parameters or {}, _training_configs(name, profile, given)],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -43,8 +44,11 @@ def _write_status(out: Path, **status):
 # %% ../nbs/21_report.ipynb #22f7ac12
 def is_complete(name: str, profile: str="mini", parameters: dict|None=None, out_root: Path|None=None):
     "True when the experiment's outputs are complete and were made by the same notebook, config and parameters."
-    out = Path(out_root or runs_dir(profile))/name; old = read_status(out)
-    return old.get("state") == "ok" and old.get("fingerprint") == fingerprint(name, profile, parameters) and (out/"metrics.json").exists()
+    return _complete(Path(out_root or runs_dir(profile))/name, fingerprint(name, profile, parameters))
+
+def _complete(out: Path, fp: str): # an experiment's folder, its current fingerprint
+    old = read_status(out)
+    return old.get("state") == "ok" and old.get("fingerprint") == fp and (out/"metrics.json").exists()
 
 def run_experiment(name: str, profile: str="mini",
                    parameters: dict|None=None,  # extra papermill parameters
@@ -57,7 +61,7 @@ def run_experiment(name: str, profile: str="mini",
     out = Path(out_root or runs_dir(profile))/name; out.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, "out_dir": str(out), **(parameters or {})}
     fp = fingerprint(name, profile, parameters)
-    if not force and is_complete(name, profile, parameters, out_root): return {**read_status(out), "skipped": True}
+    if not force and _complete(out, fp): return {**read_status(out), "skipped": True}
     t0 = time.time(); _write_status(out, state="running", fingerprint=fp, started=t0)
     try:
         pm.execute_notebook(str(experiment_notebook(name)), str(out/f"{name}.ipynb"), parameters=params,
@@ -140,10 +144,10 @@ def default_jobs(profile: str="mini"):
     "Experiments run at once: 1 in the paper profile (one GPU), else up to 4 CPU lanes of at least one core each."
     return 1 if profile == "paper" else max(1, min(4, os.cpu_count() or 1))
 
-def _training_configs(name: str, profile: str):
+def _training_configs(name: str, profile: str, config: str|None=None): # config: a YAML replacing the experiment's
     "The full training configs of the models an experiment trains (empty when its config does not say)."
     from digseg.experiments import Experiment, experiment_models
-    try: return list(experiment_models(Experiment(name, profile, smoke=False)).values())
+    try: return list(experiment_models(Experiment(name, profile, config=config, smoke=False)).values())
     except Exception: return []
 
 def _priors_needed(configs: dict):
@@ -218,7 +222,8 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
             print(f"[{i}/{len(names)}] {name} ...", end=" ", flush=True); done(name, run(name))
     else:
         todo = [n for n in names if force or not is_complete(n, profile, parameters, out_root)]
-        configs = {n: _training_configs(n, profile) for n in todo}   # read once: priors and model folders
+        given = (parameters or {}).get("config")
+        configs = {n: _training_configs(n, profile, given) for n in todo}   # read once: priors and model folders
         if profile == "mini" and todo and not in_test():
             # every lane would wait for the shared mini prior: build it first, with all cores
             from digseg.prior import pretrain_prior

@@ -108,6 +108,21 @@ def test_paper_experiments_match_the_paper(tmp_path):
         assert (s["ensemble_size"], s["num_inference_steps"], s["timestep_spacing"]) == (8, 2, "trailing"), n   # §4.1
 
 
+def test_dedos_mess_reads_dedos_mains_models(tmp_path):
+    "DEDOS Table 2 scores the models of Table 1 (the same training configs, so the same folders), on every MESS set."
+    for profile in ("mini", "paper"):
+        load = lambda n: Experiment(n, profile, out_dir=tmp_path/profile/n, smoke=False)
+        main = {c["train"]["output_dir"] for c in experiment_models(load("dedos_main")).values()}
+        mess = load("dedos_mess")
+        assert {c["train"]["output_dir"] for c in experiment_models(mess).values()} <= main, profile
+    assert (mess.cfg["datasets"], mess.cfg["domains"]) == ("mess", "mess")
+    assert {m["paper"] for m in mess.cfg["models"].values()} == {"dedos.table2_mess.vit_l14", "dedos.table2_mess.vit_b16"}
+    from digseg.experiments import paper_value
+    from digseg.benchmarks import MESS_DOMAIN_NAMES
+    for m in mess.cfg["models"].values():   # the paper's columns are the names mess_domain_means returns
+        assert set(paper_value(m["paper"])) == {*MESS_DOMAIN_NAMES, "Mean"}
+
+
 # ---- run_eval scores each benchmark with its protocol ---------------------------------------------------------
 
 def test_run_eval_uses_the_benchmark_protocol(tmp_path, monkeypatch):
