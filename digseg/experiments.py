@@ -10,9 +10,10 @@ import yaml
 from .config import project_root, runs_dir, get_profile, check_choice
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'Experiment', 'prior_key', 'train_config',
-           'train_model', 'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable', 'eval_dataset',
-           'eval_settings', 'run_eval', 'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure']
+__all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'injected_config', 'Experiment', 'prior_key',
+           'train_config', 'train_model', 'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable',
+           'eval_dataset', 'eval_settings', 'run_eval', 'paper_numbers', 'paper_value', 'row', 'write_results',
+           'save_figure']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -50,6 +51,15 @@ def merge(base: dict, over: dict|None):
 def in_test():
     "True under nbdev_test / pytest, where experiments run as smoke tests."
     return bool(os.environ.get("IN_TEST") or os.environ.get("PYTEST_CURRENT_TEST"))
+
+_NOT_CONFIG = {"In", "Out", "get_ipython", "exit", "quit", "open", "profile", "config", "out_dir", "smoke"}
+
+def injected_config(ns: dict): # a notebook's globals(), read before the notebook assigns anything else
+    """The experiment config `papermill -f configs/<profile>/<name>.yaml` put into a notebook (each top-level
+    key of the YAML becomes a variable), as a dict; None when nothing was injected."""
+    got = {k: v for k, v in ns.items() if not k.startswith("_") and not k.isupper() and k not in _NOT_CONFIG
+           and isinstance(v, (dict, list, str, int, float, bool))}   # constants (SMOKE_EVAL) are the notebook's
+    return got or None
 
 # %% ../nbs/20_experiments.ipynb #1b9bd35b
 class Experiment:
