@@ -201,7 +201,9 @@ def load_for_inference(path,                     # a saved pipeline folder (or a
     except RuntimeError as e: raise ValueError(f"`device`: {e}") from None
     if dev.type == "cuda" and not torch.cuda.is_available(): raise ValueError(f"`device`: {device!r} asked for, but CUDA is not available here")
     dtype = default_dtype(dev, precision)
-    return DiGSegPipeline.from_pretrained(path, torch_dtype=dtype).to(dev)
+    # cast after loading: from_pretrained's dtype keyword is `torch_dtype` in the diffusers we support (>= 0.30)
+    # but deprecated in newer ones, and .to(device, dtype) means the same in all of them
+    return DiGSegPipeline.from_pretrained(path).to(dev, dtype)
 
 # %% ../nbs/10_pipeline.ipynb #5eb701d9
 def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_spacing, ensemble_size,
