@@ -52,13 +52,20 @@ def in_test():
     "True under nbdev_test / pytest, where experiments run as smoke tests."
     return bool(os.environ.get("IN_TEST") or os.environ.get("PYTEST_CURRENT_TEST"))
 
-_NOT_CONFIG = {"In", "Out", "get_ipython", "exit", "quit", "open", "profile", "config", "out_dir", "smoke"}
+_PARAMETERS = ("profile", "config", "out_dir", "smoke")   # the parameters cell every experiment notebook has
 
-def injected_config(ns: dict): # a notebook's globals(), read before the notebook assigns anything else
-    """The experiment config `papermill -f configs/<profile>/<name>.yaml` put into a notebook (each top-level
-    key of the YAML becomes a variable), as a dict; None when nothing was injected."""
-    got = {k: v for k, v in ns.items() if not k.startswith("_") and not k.isupper() and k not in _NOT_CONFIG
-           and isinstance(v, (dict, list, str, int, float, bool))}   # constants (SMOKE_EVAL) are the notebook's
+def injected_config(ns: dict): # a notebook's globals()
+    """The experiment config `papermill -f FILE.yaml` put into a notebook (each top-level key of the YAML
+    becomes a variable), as a dict; None when nothing was injected."""
+    # Only the names papermill's injected cell assigns: IPython keeps every executed cell's source in `In`,
+    # and papermill's cell starts with '# Parameters'. Taking every plain-data global instead would, in a
+    # kernel that has already run the notebook once, turn its results (`rows`, `cfg`, ...) into a config.
+    import ast
+    cells = [src for src in ns.get("In", []) if isinstance(src, str) and src.startswith("# Parameters")]
+    if not cells: return None
+    names = [t.id for node in ast.parse(cells[-1]).body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)]
+    got = {k: ns[k] for k in dict.fromkeys(names) if k not in _PARAMETERS and k in ns}
     return got or None
 
 # %% ../nbs/20_experiments.ipynb #1b9bd35b
