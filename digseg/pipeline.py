@@ -203,7 +203,9 @@ def load_for_inference(path,                     # a saved pipeline folder (or a
     dtype = default_dtype(dev, precision)
     # cast after loading: from_pretrained's dtype keyword is `torch_dtype` in the diffusers we support (>= 0.30)
     # but deprecated in newer ones, and .to(device, dtype) means the same in all of them
-    return DiGSegPipeline.from_pretrained(path).to(dev, dtype)
+    pipe = DiGSegPipeline.from_pretrained(path).to(dev)
+    # a dtype cast of a pipeline holding an AutoencoderKL warns even when nothing changes: cast only when needed
+    return pipe if pipe.dtype == dtype else pipe.to(dtype)
 
 # %% ../nbs/10_pipeline.ipynb #5eb701d9
 def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_spacing, ensemble_size,
