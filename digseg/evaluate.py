@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .config import check_int, check_choice
+from .config import check_int, check_float, check_choice
 from .metrics import ConfusionMatrix, per_class_scores
 from .pipeline import BACKGROUND, DiGSegPipeline, aggregate
 
 # %% auto #0
 __all__ = ['MODES', 'EVAL_PROTOCOLS', 'prompt_classes', 'to_dataset_labels', 'resized_size', 'resize_image', 'slide_windows',
            'check_protocol', 'labels_from_probabilities', 'predict_probabilities', 'predict_labels', 'eval_protocol',
-           'palette', 'overlay', 'comparison_panel', 'binary_scores', 'evaluate']
+           'palette', 'overlay', 'comparison_panel', 'binary_scores', 'evaluate', 'calibrate_background_threshold']
 
 # %% ../nbs/10b_evaluate.ipynb #464bb403
 def prompt_classes(class_names: list,               # the dataset's classes, in label-id order
@@ -266,6 +266,16 @@ def _skip_record(dataset, i: int):
     record = getattr(dataset, "skipped", None)
     return key, str(record.get(key, "unreadable") if isinstance(record, dict) else "unreadable")
 
+# %% ../nbs/10b_evaluate.ipynb #28279091
+def _subset_means(res: dict, names: list, subsets: dict|None):
+    "{'mIoU_<name>': mean IoU over the subset's classes present in the ground truth} of a `compute()` result."
+    out = {}
+    for sub, cls in (subsets or {}).items():
+        iou = [res["IoU"][names.index(c)] for c in cls]
+        iou = [v for v in iou if v is not None and not (isinstance(v, float) and np.isnan(v))]
+        out[f"mIoU_{sub}"] = float(np.mean(iou)) if iou else float("nan")
+    return out
+
 # %% ../nbs/10b_evaluate.ipynb #083e310d
 def evaluate(pipe,                          # a DiGSegPipeline
              dataset,                       # items with image / label / id; `class_names`, `ignore_index`
@@ -327,13 +337,47 @@ def evaluate(pipe,                          # a DiGSegPipeline
     res = cm.compute()
     res["images"], res["skipped"], res["skipped_items"] = scored, len(skipped), skipped
     res["seconds"], res["protocol"] = round(time.time() - t0, 2), protocol
-    for sub, cls in (subsets or {}).items():
-        iou = [res["IoU"][names.index(c)] for c in cls]
-        iou = [v for v in iou if v is not None and not (isinstance(v, float) and np.isnan(v))]
-        res[f"mIoU_{sub}"] = float(np.mean(iou)) if iou else float("nan")
+    res.update(_subset_means(res, names, subsets))
     if binary: res["binary"] = {b: binary_scores(cm.matrix, ids) for b, ids in binary.items()}
     if out_dir:
         extra = {k: v for k, v in res.items() if k.startswith("mIoU_") or k in ("images", "skipped", "skipped_items", "seconds", "binary", "protocol")}
         text = json.dumps(json.loads(cm.to_json()) | _strict(extra), indent=1, allow_nan=False)
         _atomic_write(out_dir/"metrics.json", lambda t: t.write_text(text))
     return res
+
+# %% ../nbs/10b_evaluate.ipynb #9c5690f1
+def calibrate_background_threshold(pipe,                # a DiGSegPipeline
+        dataset,                                          # held-out items (not the reported ones), as for `evaluate`
+        thresholds=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), # candidate tau_bg values in [0, 1]
+        subset: list|None=None,                           # class names whose mean IoU is maximised (None: the mIoU)
+        background: str|None="background", limit: int|None=None,
+        mode: str="whole", crop_size=None, stride=None, resize_short: int|None=None,
+        progress: bool=True, seed: int=0,                 # the per-image noise seeds of `evaluate`
+        **pipe_kwargs):                                   # num_inference_steps, ensemble_size, threshold, ...
+    "Score each candidate background threshold on `dataset` with one pipeline pass per image: {'scores': {tau_bg: mIoU}, 'best': tau_bg}."
+    from tqdm.auto import tqdm
+    if "background_threshold" in pipe_kwargs: raise TypeError("`background_threshold` is what this calibrates: pass candidates as `thresholds`")
+    thresholds = [check_float("thresholds", float(t), 0.0, 1.0) for t in thresholds]
+    if not thresholds: raise ValueError("`thresholds` must hold at least one value in [0, 1]")
+    mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
+    names = list(dataset.class_names)
+    if subset is not None and (missing := [c for c in subset if c not in names]):
+        raise ValueError(f"`subset` names classes not in the dataset: {missing[:5]}")
+    prompt_ids, prompts = prompt_classes(names, background)
+    bg_id = names.index(background) if background in names else None
+    cms = [ConfusionMatrix(len(names), ignore_index=dataset.ignore_index) for _ in thresholds]
+    n = len(dataset) if limit is None else min(check_int("limit", limit, 1), len(dataset))
+    for i in tqdm(range(n), desc="calibrate tau_bg", disable=not progress, unit="img"):
+        item = dataset[i]
+        if item is None: continue
+        g = torch.Generator().manual_seed(_image_seed(seed, item["id"]))
+        H, W = item["label"].shape
+        x = resize_image(item["image"], resized_size(H, W, resize_short))
+        probs, cand = predict_probabilities(pipe, x, prompts, mode, crop_size, stride, g, **pipe_kwargs)
+        for t, cm in zip(thresholds, cms):
+            cm.update(to_dataset_labels(labels_from_probabilities(probs, cand, (H, W), t), prompt_ids, bg_id).numpy(), item["label"].numpy())
+    scores = {}
+    for t, cm in zip(thresholds, cms):
+        res = cm.compute()
+        scores[t] = res["mIoU"] if subset is None else _subset_means(res, names, {"s": subset})["mIoU_s"]
+    return {"scores": scores, "best": max(thresholds, key=lambda t: (np.nan_to_num(scores[t], nan=-1.0), -abs(t - 0.7)))}
