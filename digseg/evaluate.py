@@ -266,7 +266,7 @@ def _skip_record(dataset, i: int):
     record = getattr(dataset, "skipped", None)
     return key, str(record.get(key, "unreadable") if isinstance(record, dict) else "unreadable")
 
-# %% ../nbs/10b_evaluate.ipynb #28279091
+# %% ../nbs/10b_evaluate.ipynb #8b6d9ff7
 def _subset_means(res: dict, names: list, subsets: dict|None):
     "{'mIoU_<name>': mean IoU over the subset's classes present in the ground truth} of a `compute()` result."
     out = {}
@@ -345,7 +345,7 @@ def evaluate(pipe,                          # a DiGSegPipeline
         _atomic_write(out_dir/"metrics.json", lambda t: t.write_text(text))
     return res
 
-# %% ../nbs/10b_evaluate.ipynb #9c5690f1
+# %% ../nbs/10b_evaluate.ipynb #636af97a
 def calibrate_background_threshold(pipe,                # a DiGSegPipeline
         dataset,                                          # held-out items (not the reported ones), as for `evaluate`
         thresholds=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), # candidate tau_bg values in [0, 1]

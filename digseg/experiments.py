@@ -12,8 +12,8 @@ from .config import project_root, runs_dir, get_profile, check_choice
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'injected_config', 'Experiment', 'prior_key',
            'train_config', 'train_model', 'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable',
-           'eval_dataset', 'eval_settings', 'run_eval', 'paper_numbers', 'paper_value', 'row', 'write_results',
-           'save_figure']
+           'eval_dataset', 'eval_settings', 'run_eval', 'run_calibration', 'paper_numbers', 'paper_value', 'row',
+           'write_results', 'save_figure']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -268,6 +268,16 @@ def _subsets(subsets: dict|None):
     from digseg.data import seen_class_names, UNSEEN_COMPOSITIONS
     named = {"seen": seen_class_names(), "unseen": list(UNSEEN_COMPOSITIONS)}
     return {k: named[v] if isinstance(v, str) else list(v) for k, v in (subsets or {}).items()} or None
+
+# %% ../nbs/20_experiments.ipynb #b9bc6e28
+def run_calibration(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
+    "Choose A.3's background threshold on a dataset spec (images other than the reported ones): `calibrate_background_threshold`'s {'scores', 'best'}."
+    from digseg.evaluate import calibrate_background_threshold
+    kw = eval_settings(spec, **pipe_kwargs); kw.pop("binary", None)   # task scores play no part in the choice
+    if kw.pop("background_prompts", None): raise ValueError(f"`spec`: calibration does not support extra background prompts ({spec})")
+    subsets = _subsets(spec.get("subsets"))   # its first subset is maximised (e.g. the seen classes), else the mIoU
+    return calibrate_background_threshold(pipe, eval_dataset(spec, exp), subset=next(iter(subsets.values())) if subsets else None,
+                                          limit=SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit"), progress=not exp.smoke, **kw)
 
 # %% ../nbs/20_experiments.ipynb #253875d7
 def paper_numbers():
