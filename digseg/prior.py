@@ -128,7 +128,7 @@ class PriorConfig:
     vae_batch: int = 4
     vae_lr: float = 2e-3
     vae_loss: str = "mse"
-    clip_steps: int = 300
+    clip_steps: int = 1200   # 300 left the text states shape-blind (issue 3, session_2026_11_24c)
     clip_batch: int = 64
     clip_lr: float = 1e-3
     unet_steps: int = 300
