@@ -380,4 +380,5 @@ def calibrate_background_threshold(pipe,                # a DiGSegPipeline
     for t, cm in zip(thresholds, cms):
         res = cm.compute()
         scores[t] = res["mIoU"] if subset is None else _subset_means(res, names, {"s": subset})["mIoU_s"]
-    return {"scores": scores, "best": max(thresholds, key=lambda t: (np.nan_to_num(scores[t], nan=-1.0), -abs(t - 0.7)))}
+    tau = pipe_kwargs.get("threshold", _pipe_default("threshold"))   # ties go to the value nearest the mask threshold
+    return {"scores": scores, "best": max(thresholds, key=lambda t: (np.nan_to_num(scores[t], nan=-1.0), -abs(t - tau)))}
