@@ -15,8 +15,9 @@ from .pipeline import BACKGROUND, DiGSegPipeline, aggregate
 
 # %% auto #0
 __all__ = ['MODES', 'EVAL_PROTOCOLS', 'prompt_classes', 'to_dataset_labels', 'resized_size', 'resize_image', 'slide_windows',
-           'check_protocol', 'labels_from_probabilities', 'predict_probabilities', 'predict_labels', 'eval_protocol',
-           'palette', 'overlay', 'comparison_panel', 'binary_scores', 'evaluate', 'calibrate_background_threshold']
+           'check_protocol', 'labels_from_probabilities', 'predict_probabilities', 'background_threshold_of',
+           'predict_label_maps', 'predict_labels', 'eval_protocol', 'palette', 'overlay', 'comparison_panel',
+           'binary_scores', 'evaluate', 'calibrate_background_threshold']
 
 # %% ../nbs/10b_evaluate.ipynb #464bb403
 def prompt_classes(class_names: list,               # the dataset's classes, in label-id order
@@ -129,19 +130,32 @@ def predict_probabilities(pipe,                  # a DiGSegPipeline (or any call
         cand |= out.candidates[0].cpu()
     return total/count, cand
 
+def background_threshold_of(pipe_kwargs: dict):
+    "The tau_bg a pipeline call with `pipe_kwargs` uses: `background_threshold`, else its mask threshold `threshold` (default 0.7)."
+    bt = pipe_kwargs.get("background_threshold")
+    return pipe_kwargs.get("threshold", _pipe_default("threshold")) if bt is None else bt
+
+def predict_label_maps(pipe, image: torch.Tensor, classes: list,
+                       thresholds: list,                     # background thresholds tau_bg, one label map each
+                       mode: str="whole", crop_size=None, stride=None,
+                       resize_short: int|None=None,          # shorter side the image is resized to first (None: as is)
+                       generator: torch.Generator|None=None,
+                       **pipe_kwargs):
+    "[(H, W) labels at each tau_bg of `thresholds`] of `image` under the test protocol, from one pipeline pass."
+    mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
+    H, W = image.shape[-2:]
+    x = resize_image(image, resized_size(H, W, resize_short))
+    probs, cand = predict_probabilities(pipe, x, classes, mode, crop_size, stride, generator, **pipe_kwargs)
+    return [labels_from_probabilities(probs, cand, (H, W), t) for t in thresholds]
+
 def predict_labels(pipe, image: torch.Tensor, classes: list,
                    mode: str="whole", crop_size=None, stride=None,
                    resize_short: int|None=None,          # shorter side the image is resized to first (None: as is)
                    generator: torch.Generator|None=None,
                    **pipe_kwargs):
     "(H, W) pipeline labels (index into `classes`, BACKGROUND) of `image` under the test protocol, at its own resolution."
-    mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
-    H, W = image.shape[-2:]
-    x = resize_image(image, resized_size(H, W, resize_short))
-    probs, cand = predict_probabilities(pipe, x, classes, mode, crop_size, stride, generator, **pipe_kwargs)
-    bt = pipe_kwargs.get("background_threshold")
-    bt = pipe_kwargs.get("threshold", _pipe_default("threshold")) if bt is None else bt   # the pipeline's own default
-    return labels_from_probabilities(probs, cand, (H, W), bt)
+    return predict_label_maps(pipe, image, classes, [background_threshold_of(pipe_kwargs)], mode, crop_size, stride,
+                              resize_short, generator, **pipe_kwargs)[0]
 
 # %% ../nbs/10b_evaluate.ipynb #9e2dae08
 _SLIDE = dict(mode="slide", crop_size=512, stride=341)
@@ -292,6 +306,7 @@ def evaluate(pipe,                          # a DiGSegPipeline
              overlays: int=0,               # write image | ground truth | prediction PNGs of the first N images
              progress: bool=True,
              seed: int=0,                   # each image's noise is seeded from (seed, image id): resumable, order-free
+             background_thresholds: list|None=None, # more tau_bg values scored from the same pipeline pass
              **pipe_kwargs):                # num_inference_steps, ensemble_size, threshold, ...
     "Score `pipe` on `dataset` under a test protocol; return (and write) the metrics dict."
     from tqdm.auto import tqdm
@@ -299,6 +314,7 @@ def evaluate(pipe,                          # a DiGSegPipeline
     mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
     overlays = check_int("overlays", overlays, 0)
     if limit is not None: limit = check_int("limit", limit, 1)
+    more = [check_float("background_thresholds", float(t), 0.0, 1.0) for t in (background_thresholds or ())]
     names = list(dataset.class_names)
     for sub, cls in (subsets or {}).items():
         if missing := [c for c in cls if c not in names]: raise ValueError(f"`subsets[{sub!r}]` names classes not in the dataset: {missing[:5]}")
@@ -310,25 +326,34 @@ def evaluate(pipe,                          # a DiGSegPipeline
                     background=background, prompts=hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:12],
                     pipeline=dict(sorted(pipe_kwargs.items())))
     cm = ConfusionMatrix(len(names), ignore_index=dataset.ignore_index, class_names=names)
+    more_cms = [ConfusionMatrix(len(names), ignore_index=dataset.ignore_index) for _ in more]
     n = len(dataset) if limit is None else min(limit, len(dataset))
     out_dir = Path(out_dir) if out_dir else None
+    # the predictions at the extra thresholds are kept beside (preds_bg<tau>/): the protocol, and so the
+    # main predictions, stay those of a plain run, which a run asking for other thresholds then reuses
+    folders = ["preds"] + [f"preds_bg{t:g}" for t in more]
     if out_dir:
-        (out_dir/"preds").mkdir(parents=True, exist_ok=True); _check_resume(out_dir, protocol)
-        for f in (out_dir, out_dir/"preds", out_dir/"overlays"): _clean_temporaries(f)
+        for f in folders: (out_dir/f).mkdir(parents=True, exist_ok=True)
+        _check_resume(out_dir, protocol)
+        for f in [".", "overlays", *folders]: _clean_temporaries(out_dir/f)
     if out_dir and overlays: (out_dir/"overlays").mkdir(exist_ok=True)
     t0, done, scored, skipped = time.time(), 0, 0, {}
     bar = tqdm(range(n), desc="evaluate", disable=not progress, unit="img")
     for i in bar:
         item = dataset[i]
         if item is None: skipped.update([_skip_record(dataset, i)]); continue   # unreadable, and on_error='skip'
-        p = out_dir/"preds"/f"{item['id']}.png" if out_dir else None
-        pred = _load_pred(p, item["label"].shape) if p is not None and p.exists() else None
-        if pred is None:
+        paths = [out_dir/f/f"{item['id']}.png" for f in folders] if out_dir else [None]*len(folders)
+        preds = [_load_pred(p, item["label"].shape) if p is not None and p.exists() else None for p in paths]
+        if any(x is None for x in preds):
             g = torch.Generator().manual_seed(_image_seed(seed, item["id"]))
-            lab = predict_labels(pipe, item["image"], prompts, mode, crop_size, stride, resize_short, g, **pipe_kwargs)
-            pred = to_dataset_labels(lab, prompt_ids, bg_id).numpy(); done += 1
-            if p is not None: _save_pred(p, pred)
+            labs = predict_label_maps(pipe, item["image"], prompts, [background_threshold_of(pipe_kwargs), *more],
+                                      mode, crop_size, stride, resize_short, g, **pipe_kwargs)
+            preds = [to_dataset_labels(lab, prompt_ids, bg_id).numpy() for lab in labs]; done += 1
+            for p, x in zip(paths, preds):
+                if p is not None: _save_pred(p, x)
+        pred = preds[0]
         cm.update(pred, item["label"].numpy()); scored += 1
+        for c, x in zip(more_cms, preds[1:]): c.update(x, item["label"].numpy())
         if out_dir and i < overlays and not (o := out_dir/"overlays"/f"{item['id']}.png").exists():
             _save_image(o, comparison_panel(item["image"], item["label"], torch.from_numpy(pred), len(names), dataset.ignore_index))
         bar.set_postfix(img_per_s=f"{done/max(time.time()-t0, 1e-9):.2f}", skipped=len(skipped))
@@ -339,8 +364,12 @@ def evaluate(pipe,                          # a DiGSegPipeline
     res["seconds"], res["protocol"] = round(time.time() - t0, 2), protocol
     res.update(_subset_means(res, names, subsets))
     if binary: res["binary"] = {b: binary_scores(cm.matrix, ids) for b, ids in binary.items()}
+    if more:
+        res["by_background_threshold"] = {}
+        for t, c in zip(more, more_cms):
+            r = c.compute(); res["by_background_threshold"][t] = {"mIoU": r["mIoU"], **_subset_means(r, names, subsets)}
     if out_dir:
-        extra = {k: v for k, v in res.items() if k.startswith("mIoU_") or k in ("images", "skipped", "skipped_items", "seconds", "binary", "protocol")}
+        extra = {k: v for k, v in res.items() if k.startswith("mIoU_") or k in ("images", "skipped", "skipped_items", "seconds", "binary", "protocol", "by_background_threshold")}
         text = json.dumps(json.loads(cm.to_json()) | _strict(extra), indent=1, allow_nan=False)
         _atomic_write(out_dir/"metrics.json", lambda t: t.write_text(text))
     return res
@@ -350,35 +379,15 @@ def calibrate_background_threshold(pipe,                # a DiGSegPipeline
         dataset,                                          # held-out items (not the reported ones), as for `evaluate`
         thresholds=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), # candidate tau_bg values in [0, 1]
         subset: list|None=None,                           # class names whose mean IoU is maximised (None: the mIoU)
-        background: str|None="background", limit: int|None=None,
-        mode: str="whole", crop_size=None, stride=None, resize_short: int|None=None,
-        progress: bool=True, seed: int=0,                 # the per-image noise seeds of `evaluate`
-        **pipe_kwargs):                                   # num_inference_steps, ensemble_size, threshold, ...
+        **evaluate_kwargs):                               # `evaluate`'s: background(_prompts), limit, mode, seed, sampling, ...
     "Score each candidate background threshold on `dataset` with one pipeline pass per image: {'scores': {tau_bg: mIoU}, 'best': tau_bg}."
-    from tqdm.auto import tqdm
-    if "background_threshold" in pipe_kwargs: raise TypeError("`background_threshold` is what this calibrates: pass candidates as `thresholds`")
+    if "background_threshold" in evaluate_kwargs: raise TypeError("`background_threshold` is what this calibrates: pass candidates as `thresholds`")
     thresholds = [check_float("thresholds", float(t), 0.0, 1.0) for t in thresholds]
     if not thresholds: raise ValueError("`thresholds` must hold at least one value in [0, 1]")
-    mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
-    names = list(dataset.class_names)
-    if subset is not None and (missing := [c for c in subset if c not in names]):
+    if subset is not None and (missing := [c for c in subset if c not in dataset.class_names]):
         raise ValueError(f"`subset` names classes not in the dataset: {missing[:5]}")
-    prompt_ids, prompts = prompt_classes(names, background)
-    bg_id = names.index(background) if background in names else None
-    cms = [ConfusionMatrix(len(names), ignore_index=dataset.ignore_index) for _ in thresholds]
-    n = len(dataset) if limit is None else min(check_int("limit", limit, 1), len(dataset))
-    for i in tqdm(range(n), desc="calibrate tau_bg", disable=not progress, unit="img"):
-        item = dataset[i]
-        if item is None: continue
-        g = torch.Generator().manual_seed(_image_seed(seed, item["id"]))
-        H, W = item["label"].shape
-        x = resize_image(item["image"], resized_size(H, W, resize_short))
-        probs, cand = predict_probabilities(pipe, x, prompts, mode, crop_size, stride, g, **pipe_kwargs)
-        for t, cm in zip(thresholds, cms):
-            cm.update(to_dataset_labels(labels_from_probabilities(probs, cand, (H, W), t), prompt_ids, bg_id).numpy(), item["label"].numpy())
-    scores = {}
-    for t, cm in zip(thresholds, cms):
-        res = cm.compute()
-        scores[t] = res["mIoU"] if subset is None else _subset_means(res, names, {"s": subset})["mIoU_s"]
-    tau = pipe_kwargs.get("threshold", _pipe_default("threshold"))   # ties go to the value nearest the mask threshold
+    res = evaluate(pipe, dataset, subsets=None if subset is None else {"calibrated": subset},
+                   background_thresholds=thresholds, **evaluate_kwargs)
+    scores = {t: res["by_background_threshold"][t]["mIoU" if subset is None else "mIoU_calibrated"] for t in thresholds}
+    tau = evaluate_kwargs.get("threshold", _pipe_default("threshold"))   # ties go to the value nearest the mask threshold
     return {"scores": scores, "best": max(thresholds, key=lambda t: (np.nan_to_num(scores[t], nan=-1.0), -abs(t - tau)))}

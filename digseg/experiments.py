@@ -256,9 +256,11 @@ def run_eval(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
     limit = SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit")
     kw = eval_settings(spec, **pipe_kwargs)
     # the same model on the same data with the same settings is scored once, whichever experiment asks;
-    # the key holds what differs from a plain whole-image run, so mini-world keys predate the protocols
-    extra = {k: v for k, v in kw.items() if k != "background" and k not in pipe_kwargs}
-    key = hashlib.sha256(json.dumps([spec, limit, {**pipe_kwargs, **extra}], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    # the key holds what differs from a plain whole-image run, so mini-world keys predate the protocols;
+    # extra background thresholds only add predictions beside a plain run's (`evaluate`): same folder
+    asked = {k: v for k, v in pipe_kwargs.items() if k != "background_thresholds"}
+    extra = {k: v for k, v in kw.items() if k not in ("background", "background_thresholds") and k not in pipe_kwargs}
+    key = hashlib.sha256(json.dumps([spec, limit, {**asked, **extra}], sort_keys=True, default=str).encode()).hexdigest()[:12]
     home = Path(pipe.config._name_or_path or exp.out)
     out = (home if home.is_dir() else exp.out)/"eval"/key
     return evaluate(pipe, ds, out_dir=out, limit=limit, progress=not exp.smoke, subsets=_subsets(spec.get("subsets")), **kw)
@@ -274,7 +276,6 @@ def run_calibration(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
     "Choose A.3's background threshold on a dataset spec (images other than the reported ones): `calibrate_background_threshold`'s {'scores', 'best'}."
     from digseg.evaluate import calibrate_background_threshold
     kw = eval_settings(spec, **pipe_kwargs); kw.pop("binary", None)   # task scores play no part in the choice
-    if kw.pop("background_prompts", None): raise ValueError(f"`spec`: calibration does not support extra background prompts ({spec})")
     subsets = _subsets(spec.get("subsets"))   # its first subset is maximised (e.g. the seen classes), else the mIoU
     return calibrate_background_threshold(pipe, eval_dataset(spec, exp), subset=next(iter(subsets.values())) if subsets else None,
                                           limit=SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit"), progress=not exp.smoke, **kw)
