@@ -163,3 +163,21 @@ def test_unet_heads(tmp_path):
     _, r = run("unet_heads", tmp_path, "--quick")
     assert r["same_parameters"] is True and r["rows"] == 8 and r["batch"] == 4
     assert [x["forward_speedup"] for x in r["rows_table"]][0] == 1.0 and len(r["rows_table"]) == 2
+
+
+def test_world_ceiling_probe_is_scored_like_digseg(tmp_path):
+    "The ceiling probe trains, and `evaluate` scores it through the pipeline's call signature: a curve of seen mIoU in [0, 1]."
+    rec, r = run("world_ceiling", tmp_path, "--quick")
+    assert r["input"] == "latent" and r["target"] == 0.5 and r["parameters"] > 0
+    assert len(r["curve"]) >= 1 and all(0.0 <= x["mIoU_seen"] <= 1.0 and x["steps"] > 0 for x in r["curve"])
+
+
+def test_world_ceiling_segmenter_matches_the_pipeline_output_layout():
+    "ProbeSegmenter returns (1, K, H, W) probabilities at the image's size and all K classes as candidates."
+    from world_ceiling import FiLMNet, ProbeSegmenter
+    from digseg.data import world_class_names
+    names = world_class_names()
+    seg = ProbeSegmenter(FiLMNet(3, len(names), width=8), lambda x: x*2 - 1, names)
+    out = seg(torch.rand(1, 3, 32, 48), classes=["red circle", "blue star"])
+    assert out.probabilities.shape == (1, 2, 32, 48) and out.candidates.all()
+    assert ((out.probabilities >= 0) & (out.probabilities <= 1)).all()
