@@ -227,7 +227,7 @@ def experiment_model(name: str, profile: str="paper", label: str|None=None):
 
 def run_train(args, fail):
     "`digseg train`: from a config file, or one model of an experiment (DiGSeg or DEDOS, by `model.method`); returns 0."
-    from digseg.finetune import train_digseg, config_method
+    from digseg.finetune import train_digseg, config_method, load_config
     from digseg.dedos_train import train_dedos
     if args.config is not None:
         if args.model or args.list: fail("--model and --list go with --experiment, not --config")
@@ -241,7 +241,7 @@ def run_train(args, fail):
             label, config = experiment_model(args.experiment, args.profile, args.model)
         except (ValueError, FileNotFoundError) as e: fail(str(e))
         print(f"{args.experiment} / {label}: training into {config['train']['output_dir']}")
-    try: method = config_method(config)
+    try: config = load_config(config); method = config_method(config)   # a YAML file is read once
     except (ValueError, FileNotFoundError, TypeError) as e: fail(str(e))
     train = train_dedos if method == "dedos" else train_digseg
     print(f"saved the trained {'DEDOS model' if method == 'dedos' else 'DiGSeg pipeline'} to "
