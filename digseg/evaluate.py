@@ -291,6 +291,11 @@ def _subset_means(res: dict, names: list, subsets: dict|None):
     return out
 
 # %% ../nbs/10b_evaluate.ipynb #083e310d
+def _thresholds(name: str, values): # a list or tuple of numbers
+    "`values` as a list of floats in [0, 1], or a TypeError / ValueError naming the argument `name`."
+    if not isinstance(values, (list, tuple)): raise TypeError(f"`{name}` must be a list of numbers in [0, 1], got {type(values).__name__} {values!r}")
+    return [check_float(name, t, 0.0, 1.0) for t in values]
+
 def evaluate(pipe,                          # a DiGSegPipeline
              dataset,                       # items with image / label / id; `class_names`, `ignore_index`
              out_dir: str|Path|None=None,   # where predictions, metrics.json and overlays go (None: nothing saved)
@@ -314,7 +319,7 @@ def evaluate(pipe,                          # a DiGSegPipeline
     mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
     overlays = check_int("overlays", overlays, 0)
     if limit is not None: limit = check_int("limit", limit, 1)
-    more = [check_float("background_thresholds", float(t), 0.0, 1.0) for t in (background_thresholds or ())]
+    more = [] if background_thresholds is None else _thresholds("background_thresholds", background_thresholds)
     names = list(dataset.class_names)
     for sub, cls in (subsets or {}).items():
         if missing := [c for c in cls if c not in names]: raise ValueError(f"`subsets[{sub!r}]` names classes not in the dataset: {missing[:5]}")
@@ -382,7 +387,7 @@ def calibrate_background_threshold(pipe,                # a DiGSegPipeline
         **evaluate_kwargs):                               # `evaluate`'s: background(_prompts), limit, mode, seed, sampling, ...
     "Score each candidate background threshold on `dataset` with one pipeline pass per image: {'scores': {tau_bg: mIoU}, 'best': tau_bg}."
     if "background_threshold" in evaluate_kwargs: raise TypeError("`background_threshold` is what this calibrates: pass candidates as `thresholds`")
-    thresholds = [check_float("thresholds", float(t), 0.0, 1.0) for t in thresholds]
+    thresholds = _thresholds("thresholds", thresholds)
     if not thresholds: raise ValueError("`thresholds` must hold at least one value in [0, 1]")
     if subset is not None and (missing := [c for c in subset if c not in dataset.class_names]):
         raise ValueError(f"`subset` names classes not in the dataset: {missing[:5]}")
