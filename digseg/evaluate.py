@@ -14,10 +14,11 @@ from .metrics import ConfusionMatrix, per_class_scores
 from .pipeline import BACKGROUND, DiGSegPipeline, aggregate
 
 # %% auto #0
-__all__ = ['MODES', 'EVAL_PROTOCOLS', 'prompt_classes', 'to_dataset_labels', 'resized_size', 'resize_image', 'slide_windows',
-           'check_protocol', 'labels_from_probabilities', 'predict_probabilities', 'background_threshold_of',
-           'predict_label_maps', 'predict_labels', 'eval_protocol', 'palette', 'overlay', 'comparison_panel',
-           'binary_scores', 'evaluate', 'calibrate_background_threshold']
+__all__ = ['MODES', 'EVAL_PROTOCOLS', 'TAU_BG_GRID', 'prompt_classes', 'to_dataset_labels', 'resized_size', 'resize_image',
+           'slide_windows', 'check_protocol', 'labels_from_probabilities', 'predict_probabilities',
+           'background_threshold_of', 'predict_label_maps', 'predict_labels', 'eval_protocol', 'palette', 'overlay',
+           'comparison_panel', 'binary_scores', 'evaluate', 'choose_background_threshold',
+           'calibrate_background_threshold']
 
 # %% ../nbs/10b_evaluate.ipynb #464bb403
 def prompt_classes(class_names: list,               # the dataset's classes, in label-id order
@@ -380,9 +381,20 @@ def evaluate(pipe,                          # a DiGSegPipeline
     return res
 
 # %% ../nbs/10b_evaluate.ipynb #636af97a
+TAU_BG_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)   # candidate tau_bg values
+
+def choose_background_threshold(res: dict,        # an `evaluate` result with `by_background_threshold`
+                                key: str="mIoU",  # the score maximised: 'mIoU' or 'mIoU_<subset>'
+                                tau: float|None=None): # the mask threshold; ties go to the value nearest it (default the pipeline's)
+    "{'scores': {tau_bg: score}, 'best': tau_bg} of the extra background thresholds an evaluation scored."
+    if not res.get("by_background_threshold"): raise ValueError("`res` scored no extra background threshold: evaluate with background_thresholds=[...]")
+    scores = {t: r[key] for t, r in res["by_background_threshold"].items()}
+    tau = _pipe_default("threshold") if tau is None else tau
+    return {"scores": scores, "best": max(scores, key=lambda t: (np.nan_to_num(scores[t], nan=-1.0), -abs(t - tau)))}
+
 def calibrate_background_threshold(pipe,                # a DiGSegPipeline
         dataset,                                          # held-out items (not the reported ones), as for `evaluate`
-        thresholds=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), # candidate tau_bg values in [0, 1]
+        thresholds=TAU_BG_GRID,                           # candidate tau_bg values in [0, 1]
         subset: list|None=None,                           # class names whose mean IoU is maximised (None: the mIoU)
         **evaluate_kwargs):                               # `evaluate`'s: background(_prompts), limit, mode, seed, sampling, ...
     "Score each candidate background threshold on `dataset` with one pipeline pass per image: {'scores': {tau_bg: mIoU}, 'best': tau_bg}."
@@ -393,6 +405,4 @@ def calibrate_background_threshold(pipe,                # a DiGSegPipeline
         raise ValueError(f"`subset` names classes not in the dataset: {missing[:5]}")
     res = evaluate(pipe, dataset, subsets=None if subset is None else {"calibrated": subset},
                    background_thresholds=thresholds, **evaluate_kwargs)
-    scores = {t: res["by_background_threshold"][t]["mIoU" if subset is None else "mIoU_calibrated"] for t in thresholds}
-    tau = evaluate_kwargs.get("threshold", _pipe_default("threshold"))   # ties go to the value nearest the mask threshold
-    return {"scores": scores, "best": max(thresholds, key=lambda t: (np.nan_to_num(scores[t], nan=-1.0), -abs(t - tau)))}
+    return choose_background_threshold(res, "mIoU" if subset is None else "mIoU_calibrated", evaluate_kwargs.get("threshold"))

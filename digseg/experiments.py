@@ -272,13 +272,17 @@ def _subsets(subsets: dict|None):
     return {k: named[v] if isinstance(v, str) else list(v) for k, v in (subsets or {}).items()} or None
 
 # %% ../nbs/20_experiments.ipynb #b9bc6e28
-def run_calibration(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
-    "Choose A.3's background threshold on a dataset spec (images other than the reported ones): `calibrate_background_threshold`'s {'scores', 'best'}."
-    from digseg.evaluate import calibrate_background_threshold
-    kw = eval_settings(spec, **pipe_kwargs); kw.pop("binary", None)   # task scores play no part in the choice
-    subsets = _subsets(spec.get("subsets"))   # its first subset is maximised (e.g. the seen classes), else the mIoU
-    return calibrate_background_threshold(pipe, eval_dataset(spec, exp), subset=next(iter(subsets.values())) if subsets else None,
-                                          limit=SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit"), progress=not exp.smoke, **kw)
+def run_calibration(pipe, spec: dict, exp: Experiment,
+                    thresholds=None,   # candidate tau_bg values (default `digseg.evaluate.TAU_BG_GRID`)
+                    **pipe_kwargs):
+    "Choose A.3's background threshold on a dataset spec (images other than the reported ones): {'scores': {tau_bg: mIoU}, 'best': tau_bg}."
+    from digseg.evaluate import TAU_BG_GRID, choose_background_threshold
+    if "background_threshold" in pipe_kwargs: raise TypeError("`background_threshold` is what this calibrates: pass candidates as `thresholds`")
+    # an ordinary cached, resumable `run_eval` that also scores the candidates; its first subset is
+    # maximised (e.g. the seen classes), else the mIoU
+    res = run_eval(pipe, spec, exp, background_thresholds=list(TAU_BG_GRID if thresholds is None else thresholds), **pipe_kwargs)
+    first = next(iter(spec.get("subsets") or {}), None)
+    return choose_background_threshold(res, "mIoU" if first is None else f"mIoU_{first}", pipe_kwargs.get("threshold"))
 
 # %% ../nbs/20_experiments.ipynb #253875d7
 def paper_numbers():
