@@ -68,12 +68,10 @@ class ProbeSegmenter:
 
 
 def default_vae():
-    "The default mini prior's VAE folder, if it was pretrained (make reproduce, or any train_main run)."
-    from digseg.config import cache_dir
-    from digseg.prior import PriorConfig
-    path = cache_dir()/"prior"/PriorConfig().key()/"vae"
-    if not path.is_dir(): raise SystemExit(f"no pretrained mini VAE at {path}: run `make reproduce` first, or pass --vae DIR")
-    return path
+    "The VAE folder of the prior the recipe starts from (pretrained once and cached, as `make reproduce` does)."
+    import yaml
+    from digseg.prior import PriorConfig, pretrain_prior
+    return pretrain_prior(PriorConfig(**(yaml.safe_load(RECIPE.read_text())["model"].get("prior") or {})))/"vae"
 
 
 def probe(minutes: float, width: int, input: str, vae, eval_every: float, world_size: int, eval_size: int,
@@ -133,7 +131,7 @@ def main(argv=None):
     p.add_argument("--eval-every", type=float, default=10.0, help="minutes of training between curve points")
     p.add_argument("--width", type=int, default=32, help="channels of the first level (then 2x, 2x, 4x)")
     p.add_argument("--input", choices=("latent", "pixel"), default="latent")
-    p.add_argument("--vae", default=None, help="a mini VAE folder (default: the default prior's)")
+    p.add_argument("--vae", default=None, help="a mini VAE folder (default: the recipe's prior's, pretrained if not cached)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     args = p.parse_args(argv)
