@@ -10,7 +10,7 @@ from .config import project_root, runs_dir, get_profile, data_root
 
 # %% auto #0
 __all__ = ['EVAL_SETTINGS', 'EVAL_DEFAULTS', 'reproduce', 'segment_files', 'eval_settings', 'eval_dataset', 'eval_kwargs',
-           'input_error', 'load_pipeline', 'run_evaluate', 'experiment_model', 'run_train', 'main']
+           'input_error', 'load_pipeline', 'run_evaluate', 'experiment_model', 'run_train', 'run_pretrain', 'main']
 
 # %% ../nbs/90_cli.ipynb #dbcf9aab
 def reproduce(profile: str="mini",       # 'mini' or 'paper'
@@ -248,6 +248,24 @@ def run_train(args, fail):
           f"{train(config, resume=not args.no_resume, max_steps=args.max_steps)}")
     return 0
 
+# %% ../nbs/90_cli.ipynb #14cdde5e
+def run_pretrain(args, fail):
+    "`digseg pretrain`: train (or resume) the stages of the mini foundation models; returns 0."
+    import torch
+    from digseg.prior import PriorConfig, pretrain_foundation, FOUNDATION_STAGES
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    if not stages or any(s not in FOUNDATION_STAGES for s in stages):
+        fail(f"--stages must be a comma-separated subset of {','.join(FOUNDATION_STAGES)}, got {args.stages!r}")
+    if args.threads is not None:
+        if args.threads < 1: fail(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try: cfg = PriorConfig.from_yaml(args.config)
+    except (ValueError, TypeError, FileNotFoundError) as e: fail(str(e))
+    try: paths = pretrain_foundation(cfg, args.out, stages)
+    except FileNotFoundError as e: fail(str(e))
+    for s in stages: print(f"{s}: {paths[s]}")
+    return 0
+
 # %% ../nbs/90_cli.ipynb #ec1f6a1e
 def main(argv: list|None=None):
     "The `digseg` command."
@@ -271,6 +289,11 @@ def main(argv: list|None=None):
     tr.add_argument("--list", action="store_true", help="with --experiment: list its models and their folders, train nothing")
     tr.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     tr.add_argument("--max-steps", type=int, default=None, help="stop at this step")
+    pt = sub.add_parser("pretrain", help="pretrain the mini foundation models (VAE, CLIP, text-to-image U-Net) into pretrained/ (resumes)")
+    pt.add_argument("--config", required=True, help="YAML of digseg.prior.PriorConfig fields, e.g. configs/mini/prior.yaml")
+    pt.add_argument("--out", default="pretrained", help="where mini-sd/ and mini-clip/ are written (default pretrained)")
+    pt.add_argument("--stages", default="vae,clip,unet", help="which stages to train (default all; published ones are skipped)")
+    pt.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p = sub.add_parser("segment", help="segment images with text prompts")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--model", required=True, help="a saved DiGSeg pipeline folder")
@@ -283,6 +306,7 @@ def main(argv: list|None=None):
         results = reproduce(args.profile, args.out, args.only.split(",") if args.only else None, args.force, args.dry_run, args.jobs)
         return 0 if all(v["state"] == "ok" for v in results.values()) else 1
     if args.command == "train": return run_train(args, tr.error)
+    if args.command == "pretrain": return run_pretrain(args, pt.error)
     if args.command == "evaluate":
         given = vars(args)
         try: settings = eval_settings(given, given.get("config"))

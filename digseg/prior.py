@@ -6,7 +6,7 @@
 from __future__ import annotations
 import hashlib, json, shutil
 from contextlib import contextmanager
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 import torch
 from torch import nn
@@ -21,9 +21,10 @@ from .sampler import make_train_scheduler, add_noise, training_target, sample_ti
 from .train import Trainer, TrainConfig, list_checkpoints, load_checkpoint
 
 # %% auto #0
-__all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'UNET_SNAPSHOTS', 'STAGE_FIELDS', 'PriorSamples', 'VAEPretraining', 'set_latent_scale',
-           'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig', 'unet_snapshot_steps',
-           'pretrain_prior', 'load_prior', 'build_mini_pipeline']
+__all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'UNET_SNAPSHOTS', 'STAGE_FIELDS', 'FOUNDATION_STAGES', 'PriorSamples', 'VAEPretraining',
+           'set_latent_scale', 'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig',
+           'unet_snapshot_steps', 'train_stage', 'pretrain_prior', 'load_prior', 'build_mini_pipeline',
+           'foundation_paths', 'pretrain_foundation']
 
 # %% ../nbs/09a_prior.ipynb #6cf5f615
 class PriorSamples(Dataset):
@@ -98,17 +99,23 @@ class ClipPretraining(nn.Module):
 
 # %% ../nbs/09a_prior.ipynb #6de757c8
 class TextToImagePretraining(nn.Module):
-    "The SD objective: denoise image latents given caption token states."
-    def __init__(self, unet, vae, clip: ClipBackbone, prediction_type: str="v_prediction"):
+    "The SD objective: denoise image latents given caption token states (captions dropped to '' at `caption_dropout`)."
+    def __init__(self, unet, vae, clip: ClipBackbone, prediction_type: str="v_prediction",
+                 caption_dropout: float=0.0): # share of captions replaced by the empty prompt (SD: 0.1), for guidance
         super().__init__()
-        self.unet, self.vae, self.clip = unet, vae, clip
+        if not 0 <= caption_dropout < 1: raise ValueError(f"`caption_dropout` must be in [0, 1), got {caption_dropout}")
+        self.unet, self.vae, self.clip, self.caption_dropout = unet, vae, clip, caption_dropout
         vae.requires_grad_(False); clip.requires_grad_(False); clip.eval()
         self.scheduler = make_train_scheduler(prediction_type=prediction_type)
     def forward(self, batch, generator):
         dev = self.unet.device
+        caps = list(batch["caption"])
+        if self.caption_dropout:
+            drop = torch.rand(len(caps), generator=generator) < self.caption_dropout
+            caps = ["" if d else c for c, d in zip(caps, drop.tolist())]
         with torch.no_grad():
             z = encode_image(self.vae, batch["image"].to(dev))
-            cond = self.clip.encode_text(self.clip.tokenize(list(batch["caption"])).to(dev))[0]
+            cond = self.clip.encode_text(self.clip.tokenize(caps).to(dev))[0]
         t = sample_timesteps(len(z), generator=generator)
         noise = torch.randn(z.shape, generator=generator).to(dev)
         zt = add_noise(self.scheduler, z, noise, t.to(dev))
@@ -116,7 +123,7 @@ class TextToImagePretraining(nn.Module):
         return {"loss": F.mse_loss(pred, training_target(self.scheduler, z, noise, t.to(dev)))}
 
 # %% ../nbs/09a_prior.ipynb #f57291d9
-PRIOR_VERSION = 5   # bump when the pretraining code or the mini architecture changes, to invalidate old caches (5: U-Net heads 16 wide)
+PRIOR_VERSION = 6   # bump when the pretraining code or the mini architecture changes, to invalidate old caches (5: U-Net heads 16 wide; 6: hard negatives, caption dropout)
 UNET_SNAPSHOTS = 6  # the U-Net stage keeps its weights at every 1/6 of its run (`PriorConfig.unet_stop`)
 
 @dataclass
@@ -135,24 +142,42 @@ class PriorConfig:
     unet_batch: int = 32
     unet_lr: float = 5e-4
     unet_stop: int|None = None  # take the U-Net at this step of the `unet_steps` run (one of `unet_snapshot_steps`)
+    clip_hard_negatives: bool = False # shape-swapped captions as extra texts to reject (`ClipPretraining`)
+    caption_dropout: float = 0.0      # share of empty captions in the U-Net stage (classifier-free guidance)
+    checkpoint_every: int|None = None # steps between checkpoints of a stage (None: a quarter of the stage)
     def key(self):
         "Cache key: a hash of the config and PRIOR_VERSION."
         return hashlib.sha256(json.dumps({**asdict(self), "v": PRIOR_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
+    @classmethod
+    def from_yaml(cls, path): # a YAML file of PriorConfig fields
+        "Read a config file, refusing unknown keys (a typo must not fall back to a default silently)."
+        import yaml
+        d = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(d, dict): raise ValueError(f"`config`: {path} must hold a mapping of PriorConfig fields")
+        if unknown := sorted(set(d) - {f.name for f in fields(cls)}):
+            raise ValueError(f"`config`: unknown prior option(s) {unknown} in {path}; known: {sorted(f.name for f in fields(cls))}")
+        return cls(**d)
 
 def unet_snapshot_steps(cfg: PriorConfig):
     "The steps of the U-Net run whose weights a prior keeps: every 1/`UNET_SNAPSHOTS` of `unet_steps`, the last included."
     every = max(1, cfg.unet_steps // UNET_SNAPSHOTS)
     return sorted({*range(every, cfg.unet_steps, every), cfg.unet_steps})
 
-def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: float, seed: int, every: int|None=None):
-    "Train one stage with the common Trainer (resumable) and return the run folder (checkpoints every `every` steps, all kept)."
-    cfg = TrainConfig(output_dir=str(out/f"_{name}_run"), max_steps=steps, batch_size=batch, learning_rate=lr,
+def train_stage(module, data, run_dir: str|Path, steps: int, batch: int, lr: float, seed: int,
+                every: int|None=None, # steps between checkpoints (None: a quarter of the run)
+                keep: int=2,          # checkpoints kept
+                log_every: int|None=None): # steps between log lines (None: 50 lines per run)
+    "Train one pretraining stage with the common Trainer (resumable: a rerun continues) and return its run folder."
+    cfg = TrainConfig(output_dir=str(run_dir), max_steps=steps, batch_size=batch, learning_rate=lr,
                       lr_schedule="cosine", warmup_steps=min(50, steps//10), checkpoint_every=every or max(1, steps//4),
-                      keep_checkpoints=steps//every + 1 if every else 2,
-                      log_every=max(1, steps//50), seed=seed, weight_decay=0.0)
+                      keep_checkpoints=keep, log_every=log_every or max(1, steps//50), seed=seed, weight_decay=0.0)
     if Trainer(module, data, cfg).fit() < steps:   # stopped by SIGINT/SIGTERM: checkpointed, not finished
-        raise KeyboardInterrupt(f"prior stage '{name}' interrupted; rerun to resume it from {cfg.output_dir}")
+        raise KeyboardInterrupt(f"pretraining stage {Path(run_dir).name!r} interrupted; rerun to resume it from {run_dir}")
     return Path(cfg.output_dir)
+
+def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: float, seed: int, every: int|None=None):
+    "A cached prior's stage: checkpoints every `every` steps, all kept (the U-Net's snapshots), else a quarter of the run."
+    return train_stage(module, data, out/f"_{name}_run", steps, batch, lr, seed, every, keep=steps//every + 1 if every else 2)
 
 # What each stage's weights depend on: a prior differing only in its U-Net budget reuses the VAE and
 # CLIP of a cached sibling instead of training them again. DEDOS Table 4's mini generators go one step
@@ -160,7 +185,7 @@ def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: f
 # analogues are the default prior's U-Net at earlier steps of its own run (`unet_stop`), kept as
 # snapshots when that run trains: no extra training at all (it cost 460 s of the first measured run).
 STAGE_FIELDS = {"vae": ("world_size", "seed", "vae_steps", "vae_batch", "vae_lr", "vae_loss"),
-                "clip": ("world_size", "seed", "clip_steps", "clip_batch", "clip_lr")}
+                "clip": ("world_size", "seed", "clip_steps", "clip_batch", "clip_lr", "clip_hard_negatives")}
 
 def _copy_folder(src: Path, dst: Path):
     "Copy a stage folder beside `dst`, then rename: a copied stage is either complete or absent."
@@ -218,7 +243,7 @@ def _pretrain(cfg: PriorConfig, out: Path, from_scratch_unet: bool):
         _publish(vae, out/"vae"); shutil.copy(run/"log.jsonl", out/"vae_log.jsonl"); shutil.rmtree(run)
     if not (out/"clip").is_dir() and not _reuse_stage(cfg, out, "clip"):
         clip = ClipBackbone(**MINI_CLIP_CONFIG)
-        run = _run_stage(ClipPretraining(clip), data, out, "clip", cfg.clip_steps, cfg.clip_batch, cfg.clip_lr, cfg.seed)
+        run = _run_stage(ClipPretraining(clip, cfg.clip_hard_negatives), data, out, "clip", cfg.clip_steps, cfg.clip_batch, cfg.clip_lr, cfg.seed)
         clip.requires_grad_(False); clip.eval()
         _publish(clip, out/"clip"); shutil.copy(run/"log.jsonl", out/"clip_log.jsonl"); shutil.rmtree(run)
     if not from_scratch_unet and not (out/"unet").is_dir() and cfg.unet_stop is not None:
@@ -231,7 +256,7 @@ def _pretrain(cfg: PriorConfig, out: Path, from_scratch_unet: bool):
         vae, clip = AutoencoderKL.from_pretrained(out/"vae"), ClipBackbone.from_pretrained(out/"clip")
         unet = build_unet("mini", seed=cfg.seed)
         steps = unet_snapshot_steps(cfg)
-        run = _run_stage(TextToImagePretraining(unet, vae, clip), data, out, "unet", cfg.unet_steps, cfg.unet_batch, cfg.unet_lr,
+        run = _run_stage(TextToImagePretraining(unet, vae, clip, caption_dropout=cfg.caption_dropout), data, out, "unet", cfg.unet_steps, cfg.unet_batch, cfg.unet_lr,
                          cfg.seed, every=steps[0])
         for ck in list_checkpoints(run):         # the earlier weights of this run, for priors with `unet_stop`
             weights, _, meta = load_checkpoint(ck)
@@ -264,3 +289,52 @@ def build_mini_pipeline(prior: str|Path|None=None, # folder of a pretrained prio
     # The mini U-Net was pretrained on this very CLIP's token states, so the projection starts as the
     # identity (A.2's MLP is new in the paper because SD2's text encoder differs from ViT-L/14).
     return assemble_pipeline(unet, vae, clip, vocabulary=vocabulary, residual_projection=True)
+
+# %% ../nbs/09a_prior.ipynb #3b725937
+FOUNDATION_STAGES = ("vae", "clip", "unet")
+
+def foundation_paths(out: str|Path="pretrained"): # the folder holding the shipped models
+    "Where `pretrain_foundation` publishes each stage (diffusers SD layout + an open_clip folder)."
+    out = Path(out)
+    return {"vae": out/"mini-sd"/"vae", "clip": out/"mini-clip", "unet": out/"mini-sd"/"unet",
+            "scheduler": out/"mini-sd"/"scheduler", "runs": out/"_runs", "logs": out/"mini-sd"/"logs"}
+
+def _finish(run: Path, log: Path):
+    "Keep a finished stage's loss log, then delete its run folder (checkpoints included)."
+    log.parent.mkdir(parents=True, exist_ok=True); shutil.copy(run/"log.jsonl", log); shutil.rmtree(run)
+
+# %% ../nbs/09a_prior.ipynb #74f54f5a
+def pretrain_foundation(cfg: PriorConfig,                 # budget and hyperparameters (configs/mini/prior.yaml)
+                        out: str|Path="pretrained",        # where the models are published
+                        stages: tuple=FOUNDATION_STAGES):  # which stages to train (published ones are skipped)
+    "Pretrain the mini foundation models (VAE, CLIP, text-to-image U-Net) into `out`; resumable; return the paths."
+    bad = [s for s in stages if s not in FOUNDATION_STAGES]
+    if bad or not stages: raise ValueError(f"`stages` must name some of {FOUNDATION_STAGES}, got {list(stages)}")
+    paths = foundation_paths(out); runs, every = paths["runs"], cfg.checkpoint_every
+    data = PriorSamples(MiniWorld("train", size=cfg.world_size, seed=cfg.seed), seed=cfg.seed)
+    log_every = lambda steps: max(1, min(20, steps//50))
+    if "vae" in stages and not paths["vae"].is_dir():
+        vae = build_vae("mini", seed=cfg.seed)
+        run = train_stage(VAEPretraining(vae, loss=cfg.vae_loss), data, runs/"vae", cfg.vae_steps, cfg.vae_batch,
+                          cfg.vae_lr, cfg.seed, every, keep=1, log_every=log_every(cfg.vae_steps))
+        vae.eval(); set_latent_scale(vae, torch.stack([data[i]["image"] for i in range(min(256, len(data)))]))
+        _publish(vae, paths["vae"]); _finish(run, paths["logs"]/"vae.jsonl")
+    if "clip" in stages and not paths["clip"].is_dir():
+        clip = ClipBackbone(**MINI_CLIP_CONFIG)
+        run = train_stage(ClipPretraining(clip, cfg.clip_hard_negatives), data, runs/"clip", cfg.clip_steps, cfg.clip_batch,
+                          cfg.clip_lr, cfg.seed, every, keep=1, log_every=log_every(cfg.clip_steps))
+        clip.requires_grad_(False); clip.eval()
+        tmp = paths["clip"].with_name("mini-clip.tmp"); shutil.rmtree(tmp, ignore_errors=True)
+        clip.save_open_clip(tmp); shutil.copy(run/"log.jsonl", tmp/"train_log.jsonl"); tmp.rename(paths["clip"]); shutil.rmtree(run)
+    if "unet" in stages and not paths["unet"].is_dir():
+        from diffusers import AutoencoderKL, DDIMScheduler
+        for s in ("vae", "clip"):
+            if not paths[s].is_dir(): raise FileNotFoundError(f"the U-Net stage needs the {s} stage: train it first ({paths[s]} is missing)")
+        vae, clip = AutoencoderKL.from_pretrained(paths["vae"]), ClipBackbone.from_open_clip("custom", paths["clip"])
+        unet = build_unet("mini", seed=cfg.seed)
+        t2i = TextToImagePretraining(unet, vae, clip, caption_dropout=cfg.caption_dropout)
+        run = train_stage(t2i, data, runs/"unet", cfg.unet_steps, cfg.unet_batch, cfg.unet_lr, cfg.seed, every, keep=1,
+                          log_every=log_every(cfg.unet_steps))
+        DDIMScheduler.from_config(t2i.scheduler.config).save_pretrained(paths["scheduler"])   # the betas it was trained with
+        _publish(unet, paths["unet"]); _finish(run, paths["logs"]/"unet.jsonl")
+    return paths

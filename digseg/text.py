@@ -14,12 +14,13 @@ import open_clip
 from open_clip.transformer import text_global_pool
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from diffusers import ModelMixin, ConfigMixin
+from fastcore.basics import patch
 from diffusers.configuration_utils import register_to_config
 from .config import check_int, check_tensor
 
 # %% auto #0
-__all__ = ['PROMPT_TEMPLATE', 'TINY_CLIP_CONFIG', 'format_prompts', 'ClipBackbone', 'build_tiny_clip', 'TextProjection',
-           'TextEmbeddingCache', 'TextConditioner']
+__all__ = ['PROMPT_TEMPLATE', 'TINY_CLIP_CONFIG', 'OPEN_CLIP_CONFIG', 'OPEN_CLIP_WEIGHTS', 'format_prompts', 'ClipBackbone',
+           'build_tiny_clip', 'read_open_clip_folder', 'TextProjection', 'TextEmbeddingCache', 'TextConditioner']
 
 # %% ../nbs/02_text.ipynb #8adfdc47
 PROMPT_TEMPLATE = "A photo of a {}"
@@ -150,13 +151,31 @@ def _preprocess(self, images: Tensor): # (B, 3, H, W) in [0, 1]
 ClipBackbone.preprocess = _preprocess
 
 # %% ../nbs/02_text.ipynb #2e605d26
+OPEN_CLIP_CONFIG = "open_clip_config.json"      # open_clip's hub layout: this config beside the weights
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+def read_open_clip_folder(folder: str|Path): # a folder in open_clip's hub layout
+    "(model_cfg, weights file) of an open_clip folder; a missing piece raises `FileNotFoundError` naming it."
+    p = Path(folder)
+    if not (p/OPEN_CLIP_CONFIG).is_file():
+        raise FileNotFoundError(f"`pretrained_path`: the folder {p} has no {OPEN_CLIP_CONFIG} (open_clip's layout: that config beside {OPEN_CLIP_WEIGHTS[0]})")
+    weights = next((p/w for w in OPEN_CLIP_WEIGHTS if (p/w).is_file()), None)
+    if weights is None: raise FileNotFoundError(f"`pretrained_path`: the folder {p} has none of the weight files {list(OPEN_CLIP_WEIGHTS)}")
+    try: model_cfg = json.loads((p/OPEN_CLIP_CONFIG).read_text())["model_cfg"]
+    except (ValueError, KeyError) as e: raise ValueError(f"`pretrained_path`: {p/OPEN_CLIP_CONFIG} is not an open_clip config with a 'model_cfg' ({e})") from None
+    return model_cfg, weights
+
 def _from_open_clip(cls,
-                    arch: str,                   # open_clip model name, or 'custom' (then pass embed_dim, vision_cfg, text_cfg)
-                    pretrained_path: str|Path,   # an open_clip checkpoint file on disk
+                    arch: str,                   # open_clip model name, or 'custom' (from a folder: its config; else pass embed_dim, vision_cfg, text_cfg)
+                    pretrained_path: str|Path,   # an open_clip checkpoint file, or a folder in open_clip's hub layout
                     **config):                   # other `ClipBackbone` config entries
-    "A `ClipBackbone` of `arch` with the weights of an open_clip checkpoint file (never downloads)."
-    if not isinstance(pretrained_path, (str, Path)): raise TypeError(f"`pretrained_path` must be a file path, got {type(pretrained_path).__name__}")
+    "A `ClipBackbone` of `arch` with the weights of an open_clip checkpoint file or folder (never downloads)."
+    if not isinstance(pretrained_path, (str, Path)): raise TypeError(f"`pretrained_path` must be a file or folder path, got {type(pretrained_path).__name__}")
     p = Path(pretrained_path).expanduser()
+    if p.is_dir():
+        model_cfg, p = read_open_clip_folder(p)
+        if arch == "custom": config = {**{k: model_cfg[k] for k in ("embed_dim", "vision_cfg", "text_cfg")}, **config}
+        config.setdefault("quick_gelu", bool(model_cfg.get("quick_gelu", False)))   # the activation the weights were trained with
     if not p.is_file():
         raise FileNotFoundError(
             f"`pretrained_path`: no open_clip checkpoint file at {p} (for arch {arch!r}). digseg never downloads "
@@ -167,6 +186,22 @@ def _from_open_clip(cls,
     m.requires_grad_(False); m.eval(); m._key = None
     return m
 ClipBackbone.from_open_clip = classmethod(_from_open_clip)
+
+# %% ../nbs/02_text.ipynb #9cc2c4e7
+@patch
+def save_open_clip(self: ClipBackbone, folder: str|Path): # output folder (created)
+    "Write the CLIP in open_clip's hub layout (`open_clip_config.json` + `open_clip_model.safetensors`); return the folder."
+    from safetensors.torch import save_file
+    c = self.config
+    model_cfg = ({"embed_dim": c.embed_dim, "vision_cfg": dict(c.vision_cfg), "text_cfg": dict(c.text_cfg)}
+                 if c.arch == "custom" else dict(open_clip.get_model_config(c.arch)))
+    model_cfg["quick_gelu"] = bool(c.quick_gelu)
+    pre = getattr(self.model.visual, "preprocess_cfg", None) or {}
+    out = Path(folder); out.mkdir(parents=True, exist_ok=True)
+    (out/OPEN_CLIP_CONFIG).write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {
+        "mean": list(pre.get("mean", OPENAI_DATASET_MEAN)), "std": list(pre.get("std", OPENAI_DATASET_STD))}}, indent=1))
+    save_file({k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}, str(out/OPEN_CLIP_WEIGHTS[0]))
+    return out
 
 # %% ../nbs/02_text.ipynb #93634b4f
 def _text_tensors(self):

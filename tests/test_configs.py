@@ -11,7 +11,8 @@ from digseg.experiments import EXPERIMENTS, Experiment, train_config, experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(ROOT.glob("configs/*/*.yaml"))
-TRAIN_CONFIGS = [p for p in CONFIGS if p.stem not in EXPERIMENTS]          # train.yaml and other run configs
+PRIOR_CONFIGS = [p for p in CONFIGS if p.stem == "prior"]                  # `digseg pretrain` budgets (PriorConfig fields)
+TRAIN_CONFIGS = [p for p in CONFIGS if p.stem not in EXPERIMENTS and p not in PRIOR_CONFIGS]   # train.yaml and other run configs
 EXPERIMENT_CONFIGS = [p for p in CONFIGS if p.stem in EXPERIMENTS]
 PAPER_EXPERIMENTS = [p for p in EXPERIMENT_CONFIGS if p.parent.name == "paper"]
 
@@ -33,6 +34,17 @@ def _check_training(cfg):
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_config_parses(path):
     _check_training(path)
+
+
+@pytest.mark.parametrize("path", PRIOR_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_prior_config_parses(path):
+    "The foundation models' budget builds a PriorConfig whose U-Net learns guidance (caption dropout)."
+    cfg = PriorConfig.from_yaml(path)
+    assert 0 < cfg.caption_dropout < 1 and cfg.checkpoint_every
+
+
+def test_prior_configs_exist():
+    assert [p.relative_to(ROOT).as_posix() for p in PRIOR_CONFIGS] == ["configs/mini/prior.yaml"]
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
