@@ -1,0 +1,230 @@
+"""Are the shipped mini foundation models real priors? The quality targets of the mini-foundation issue.
+
+    python benchmarks/prior_quality.py                    # pretrained/mini-sd + pretrained/mini-clip, full sizes
+    python benchmarks/prior_quality.py --only clip,vae    # a subset of the measurements
+    python benchmarks/prior_quality.py --quick            # seconds: tiny sizes (what the test runs)
+
+Every image comes from world seed HELD_OUT_SEED, which no training uses (pretraining renders seed 0's
+train split; the experiments use seeds 0 and 1). Measured:
+
+* `clip`: zero-shot top-1 of the mini CLIP on single-object images over the 24 prompts "A photo of a
+  {class}" (chance 1/24), and how often the predicted class has the right colour / the right shape;
+* `candidates`: A.3's candidate proposals (`digseg.pipeline.propose_candidates`, its default thresholds)
+  on multi-object images: recall of the present classes and precision, pooled over images;
+* `vae`: mask round trips through the mini VAE: IoU of the decoded mask (thresholded at 0.5) with the
+  object mask, pooled over masks, and Table 7's channel std and max - min of the decoded mask;
+* `generation`: images sampled from the mini SD (DDIM 50, classifier-free guidance) from "a photo of a
+  {colour} {shape} on a {domain} background", judged by a small CNN trained here on rendered world
+  images (independent of the mini CLIP): how often the prompted colour, shape, and both are recognised.
+"""
+from __future__ import annotations
+import sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench as C
+import numpy as np
+import torch, torch.nn as nn, torch.nn.functional as F
+
+NAME = "prior_quality"
+ROOT = Path(__file__).resolve().parent.parent
+HELD_OUT_SEED = 7
+MEASURES = ("clip", "candidates", "vae", "generation")
+TARGETS = {"clip.top1": 0.85, "candidates.recall": 0.90, "candidates.precision": 0.50, "vae.mask_iou": 0.97,
+           "generation.both": 0.70}
+
+
+def single_object_images(n_per_class: int, seed: int = HELD_OUT_SEED, image_size: int = 64):
+    "(images (N, 3, S, S) in [0, 1], class ids (N,)): `n_per_class` single-object scenes of every class, training domains."
+    from digseg.data import WorldConfig, render_scene, world_class_names, SPLITS
+    names, cfg = world_class_names(), WorldConfig(image_size=image_size, min_objects=1, max_objects=1)
+    rng, domains = np.random.default_rng(seed), SPLITS["train"]["domains"]
+    imgs, ids = [], []
+    for c in range(1, len(names)):
+        for _ in range(n_per_class):
+            img, lab, _ = render_scene(rng, [names[c]], domains[int(rng.integers(len(domains)))], cfg)
+            imgs.append(torch.from_numpy(img).permute(2, 0, 1).float()/255); ids.append(c)
+    return torch.stack(imgs), torch.tensor(ids)
+
+
+def colour_shape(names: list, ids: torch.Tensor):
+    "(colour index, shape index) tensors of class ids (id 0, background, has none)."
+    from digseg.data import COLOURS, SHAPES
+    cs = [n.split(" ") for n in names]
+    return (torch.tensor([list(COLOURS).index(cs[i][0]) for i in ids.tolist()]),
+            torch.tensor([SHAPES.index(cs[i][1]) for i in ids.tolist()]))
+
+
+@torch.no_grad()
+def clip_zero_shot(clip, n_per_class: int):
+    "Top-1 over the 24 class prompts, and colour / shape accuracy of the predicted class."
+    from digseg.data import world_class_names
+    from digseg.text import format_prompts
+    names = world_class_names()
+    images, ids = single_object_images(n_per_class)
+    text = F.normalize(clip.encode_text(clip.tokenize(format_prompts(names[1:])))[1], dim=-1)
+    glob = torch.cat([clip.encode_image(clip.preprocess(b))[0] for b in images.split(64)])
+    pred = (glob @ text.T).argmax(1) + 1
+    (pc, ps), (tc, ts) = colour_shape(names, pred), colour_shape(names, ids)
+    return {"top1": float((pred == ids).float().mean()), "colour": float((pc == tc).float().mean()),
+            "shape": float((ps == ts).float().mean()), "images": len(ids), "chance": 1/(len(names) - 1)}
+
+
+@torch.no_grad()
+def candidate_quality(clip, n_images: int):
+    "Recall and precision of A.3's proposals against the classes present (>= min_visible pixels), pooled over images."
+    from digseg.data import MiniWorld, world_class_names
+    from digseg.text import format_prompts
+    from digseg.pipeline import propose_candidates
+    names, world = world_class_names(), MiniWorld("val", size=n_images, seed=HELD_OUT_SEED)
+    text = F.normalize(clip.encode_text(clip.tokenize(format_prompts(names[1:])))[1], dim=-1)
+    hit = proposed = present = 0
+    for start in range(0, n_images, 64):
+        items = [world[i] for i in range(start, min(n_images, start + 64))]
+        cand = propose_candidates(clip, torch.stack([it["image"] for it in items]), text)
+        for it, row in zip(items, cand):
+            truth = torch.zeros(len(names) - 1, dtype=torch.bool)
+            for c in range(1, len(names)):
+                if f"a {names[c]}" in it["caption"]: truth[c - 1] = True   # the caption lists the visible objects
+            hit += int((row & truth).sum()); proposed += int(row.sum()); present += int(truth.sum())
+    return {"recall": hit/max(present, 1), "precision": hit/max(proposed, 1), "images": n_images,
+            "candidates_per_image": proposed/n_images, "present_per_image": present/n_images}
+
+
+@torch.no_grad()
+def vae_quality(vae, n_images: int):
+    "Mask round trips: pooled IoU of decoded masks thresholded at 0.5, and Table 7's channel statistics."
+    from digseg.data import MiniWorld
+    from digseg.latents import encode_mask, decode_mask, mask_to_tensor, encode_pixels, decode_pixels, roundtrip_stats
+    world = MiniWorld("val", size=n_images, seed=HELD_OUT_SEED)
+    masks = torch.stack([(world[i]["label"] == c).float() for i in range(n_images) for c in world[i]["label"].unique().tolist() if c > 0])
+    inter = union = 0.0; originals, decoded = [], []
+    for m in masks.split(64):
+        x = mask_to_tensor(m); d = decode_pixels(vae, encode_pixels(vae, x), size=x.shape[-2:]).float()
+        back = ((d.mean(1) + 1)/2).clamp(0, 1) > 0.5
+        inter += float((back & (m > 0.5)).sum()); union += float((back | (m > 0.5)).sum())
+        originals.append(x); decoded.append(d)
+    stats = roundtrip_stats(torch.cat(originals), torch.cat(decoded))
+    return {"mask_iou": inter/max(union, 1.0), "masks": len(masks), "mae": stats["mae"],
+            "channel_std": stats["channel_std"], "channel_range": stats["channel_range"]}
+
+
+class Judge(nn.Module):
+    "A small CNN that names the colour (4) and shape (6) of a single-object image: the independent referee of generation."
+    def __init__(self, width: int = 32):
+        super().__init__()
+        def blk(i, o): return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
+        self.body = nn.Sequential(blk(3, width), blk(width, 2*width), blk(2*width, 4*width), blk(4*width, 4*width),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.colour, self.shape = nn.Linear(4*width, 4), nn.Linear(4*width, 6)
+
+    def forward(self, x):   # (B, 3, H, W) in [0, 1]
+        h = self.body(x*2 - 1)
+        return self.colour(h), self.shape(h)
+
+
+def train_judge(steps: int, batch: int = 64, seed: int = 11, width: int = 32):
+    "Train the judge on freshly rendered single-object scenes (another seed); return it and its held-out accuracy."
+    from digseg.data import world_class_names
+    names = world_class_names(); torch.manual_seed(seed)
+    judge = Judge(width); opt = torch.optim.AdamW(judge.parameters(), lr=2e-3)
+    images, ids = single_object_images(max(1, steps*batch//24 // 4), seed=seed)   # each scene seen ~4 times
+    col, shp = colour_shape(names, ids)
+    for step in range(steps):
+        i = torch.randint(len(ids), (batch,))
+        c, s = judge(images[i]); loss = F.cross_entropy(c, col[i]) + F.cross_entropy(s, shp[i])
+        opt.zero_grad(); loss.backward(); opt.step()
+    judge.eval()
+    test, tid = single_object_images(8, seed=seed + 1); tc, ts = colour_shape(names, tid)
+    with torch.no_grad(): c, s = judge(test)
+    return judge, {"steps": steps, "colour": float((c.argmax(1) == tc).float().mean()), "shape": float((s.argmax(1) == ts).float().mean())}
+
+
+@torch.no_grad()
+def generate(unet, vae, clip, prompts: list, steps: int = 50, guidance: float = 5.0, seed: int = 0, scheduler_config: dict | None = None):
+    "Sample images in [0, 1] from text with DDIM (trailing spacing) and classifier-free guidance (SD's sampler at mini scale)."
+    from diffusers import DDIMScheduler
+    from digseg.sampler import make_sampler
+    from digseg.latents import decode_pixels
+    sched = DDIMScheduler.from_config({**scheduler_config, "timestep_spacing": "trailing"}) if scheduler_config else make_sampler("trailing")
+    sched.set_timesteps(steps)
+    cond = clip.encode_text(clip.tokenize(prompts))[0]
+    uncond = clip.encode_text(clip.tokenize([""]*len(prompts)))[0]
+    size = unet.config.sample_size
+    z = torch.randn((len(prompts), unet.config.in_channels, size, size), generator=torch.Generator().manual_seed(seed))
+    for t in sched.timesteps:
+        out = unet(torch.cat([z, z]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+        u, c = out.chunk(2)
+        z = sched.step(u + guidance*(c - u), t, z).prev_sample
+    return ((decode_pixels(vae, z).float() + 1)/2).clamp(0, 1)
+
+
+def generation_quality(unet, vae, clip, per_class: int, judge, steps: int = 50, guidance: float = 5.0, scheduler_config: dict | None = None):
+    "How often the judge recognises the prompted colour / shape / both in generated images."
+    from digseg.data import world_class_names, SPLITS
+    names = world_class_names(); domains = SPLITS["train"]["domains"]
+    prompts, ids = [], []
+    for c in range(1, len(names)):
+        for k in range(per_class):
+            prompts.append(f"a photo of a {names[c]} on a {domains[k % len(domains)]} background"); ids.append(c)
+    ids = torch.tensor(ids); tc, ts = colour_shape(names, ids)
+    images = torch.cat([generate(unet, vae, clip, prompts[i:i + 48], steps, guidance, i, scheduler_config) for i in range(0, len(prompts), 48)])
+    with torch.no_grad(): c, s = judge(images)
+    ok_c, ok_s = c.argmax(1) == tc, s.argmax(1) == ts
+    return {"colour": float(ok_c.float().mean()), "shape": float(ok_s.float().mean()), "both": float((ok_c & ok_s).float().mean()),
+            "images": len(ids), "ddim_steps": steps, "guidance": guidance, "chance": 1/24}, images
+
+
+def load_models(root: Path):
+    "(unet, vae, clip, scheduler config) of the shipped mini foundation models under `root`."
+    from digseg.models import load_sd2
+    from digseg.text import ClipBackbone
+    unet, vae, sched = load_sd2(root/"mini-sd")
+    return unet.eval(), vae.eval(), ClipBackbone.from_open_clip("custom", root/"mini-clip"), sched
+
+
+def quick_models():
+    "Random tiny-architecture stand-ins of the mini models (the script's smoke mode)."
+    from digseg.models import build_unet, build_vae
+    from digseg.text import build_tiny_clip
+    return build_unet("tiny", cross_attention_dim=32).eval(), build_vae("tiny").eval(), build_tiny_clip(), None
+
+
+def check_targets(rec: dict):
+    "{'measure.metric': {'value', 'target', 'met'}} for every measured target."
+    out = {}
+    for key, target in TARGETS.items():
+        m, k = key.split(".")
+        if m in rec: out[key] = {"value": rec[m][k], "target": target, "met": rec[m][k] >= target}
+    return out
+
+
+def main(argv=None):
+    p = C.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--root", default=str(ROOT/"pretrained"), help="folder holding mini-sd/ and mini-clip/")
+    p.add_argument("--only", default=",".join(MEASURES), help=f"comma-separated subset of {','.join(MEASURES)}")
+    p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale of the generation test")
+    args = p.parse_args(argv)
+    C.setup(args)
+    only = [m.strip() for m in args.only.split(",") if m.strip()]
+    if bad := [m for m in only if m not in MEASURES]: raise SystemExit(f"--only: unknown measurement(s) {bad}; choose from {MEASURES}")
+    torch.manual_seed(args.seed)
+    quick = args.quick
+    unet, vae, clip, sched = quick_models() if quick else load_models(Path(args.root))
+    n = dict(per_class=1, images=4, judge=5, gen_per_class=1, steps=2) if quick else \
+        dict(per_class=20, images=200, judge=1500, gen_per_class=4, steps=50)
+    rec, t0 = {"machine": C.machine(args.device), "held_out_seed": HELD_OUT_SEED, "root": None if quick else str(args.root)}, time.time()
+    if "clip" in only: rec["clip"] = clip_zero_shot(clip, n["per_class"])
+    if "candidates" in only: rec["candidates"] = candidate_quality(clip, n["images"])
+    if "vae" in only: rec["vae"] = vae_quality(vae, n["images"])
+    if "generation" in only:
+        judge, rec["judge"] = train_judge(n["judge"], batch=16 if quick else 64, width=8 if quick else 32)
+        rec["generation"], images = generation_quality(unet, vae, clip, n["gen_per_class"], judge, n["steps"], args.guidance, sched)
+    rec["targets"], rec["seconds"] = check_targets(rec), round(time.time() - t0, 1)
+    C.table([{"target": k, "value": f"{v['value']:.3f}", "goal": f">= {v['target']}", "met": v["met"]} for k, v in rec["targets"].items()],
+            ["target", "value", "goal", "met"], "mini foundation models: quality targets")
+    C.write_results(NAME, f"{rec['machine']['device_type']}" + ("-quick" if quick else ""), rec, args.out)
+    return rec
+
+
+if __name__ == "__main__":
+    main()
