@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, os, shutil
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 import torch
@@ -62,6 +62,14 @@ def _load_null_text(path):
         return next(iter(load_file(str(p)).values()))
     return torch.load(p, weights_only=True)
 
+def _folder_prediction_type(cfg: DEDOSConfig, model: dict, scheduler_config: dict, sd_path):
+    "The config with the SD folder's own `prediction_type` (SD 2.1: v, SD 2 base: epsilon); a contradicting explicit one is refused."
+    folder = scheduler_config.get("prediction_type", "epsilon")   # diffusers' default when a scheduler config omits it
+    if "prediction_type" in model and model["prediction_type"] != folder:
+        raise ValueError(f"`model.prediction_type` is {model['prediction_type']!r}, but the U-Net in {sd_path} was trained for "
+                         f"{folder!r} (its scheduler config): drop the option, or point `sd2_path` at the right model")
+    return replace(cfg, prediction_type=folder)
+
 def build_dedos(model: dict): # the `model` section of a run config
     "An untrained `DEDOSModel` of the spec a `model` section names, seeded by `model.seed`."
     cfg, spec, seed = dedos_config(model), model.get("spec", "mini"), check_int("model.seed", model.get("seed", 0), 0)
@@ -81,8 +89,9 @@ def build_dedos(model: dict): # the `model` section of a run config
         from digseg.text import ClipBackbone
         if not model.get("clip_weights"): raise ValueError("`model.clip_weights`: pass the path of an open_clip checkpoint of the CLIP (digseg never downloads)")
         sd = model.get("sd2_path", "stabilityai/stable-diffusion-2-1")
-        unet, vae, _ = load_sd2(sd)
-        clip = ClipBackbone.from_open_clip(model.get("clip_arch", "ViT-L-14"), model["clip_weights"])
+        unet, vae, sched = load_sd2(sd)
+        cfg = _folder_prediction_type(cfg, model, sched, sd)
+        clip = ClipBackbone.from_open_clip(model.get("clip_arch", "ViT-L-14-quickgelu"), model["clip_weights"])
         null = _sd_null_text(model.get("null_text"), sd)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

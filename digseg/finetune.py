@@ -94,7 +94,7 @@ class DiGSegTrainingModule(nn.Module):
                              anneal_rule=o.anneal_rule, generator=generator).to(dev, z_y.dtype)
         t = t.to(dev)
         z_t = add_noise(self.scheduler, z_y, noise, t)
-        pred = self.unet(unet_input(z_x, z_t), t, encoder_hidden_states=cond.to(z_t.dtype)).sample
+        pred = self.unet(unet_input(z_x, z_t, self.unet.dtype), t, encoder_hidden_states=cond.to(self.unet.dtype)).sample
         target = training_target(self.scheduler, z_y, noise, t)
         out = {"loss": F.mse_loss(pred.float(), target.float())}
         if o.mask_loss != "none":
@@ -137,7 +137,7 @@ def build_pipeline(model: dict):
         from digseg.prior import build_mini_pipeline, pretrain_prior, PriorConfig
         prior = model.get("prior_dir") or pretrain_prior(PriorConfig(**model.get("prior", {})), from_scratch_unet=scratch)
         return build_mini_pipeline(prior, from_scratch=scratch, seed=model.get("seed", 0))
-    pipe = build_sd2_pipeline(model.get("sd2_path", "stabilityai/stable-diffusion-2"), model.get("clip_weights"), model.get("clip_arch", "ViT-L-14"))
+    pipe = build_sd2_pipeline(model.get("sd2_path", "stabilityai/stable-diffusion-2"), model.get("clip_weights"), model.get("clip_arch", "ViT-L-14-quickgelu"))
     if scratch:   # the no-prior baseline: SD2's architecture (conv_in already 8 wide), random weights; VAE and CLIP stay SD2's
         from diffusers import UNet2DConditionModel
         unet = _seeded(model.get("seed", 0), lambda: UNet2DConditionModel.from_config(pipe.unet.config))

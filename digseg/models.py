@@ -189,7 +189,7 @@ def assemble_pipeline(unet, vae, clip,           # a text-to-image U-Net (4 chan
 
 def build_sd2_pipeline(sd2_path: str="stabilityai/stable-diffusion-2", # SD2 diffusers folder (or cached hub id)
                        clip_weights: str|None=None,   # open_clip checkpoint file of CLIP ViT-L/14
-                       clip_arch: str="ViT-L-14",
+                       clip_arch: str="ViT-L-14-quickgelu", # OpenAI weights need QuickGELU
                        vocabulary: list|None=None,
                        torch_dtype: torch.dtype=torch.float32,
                        processing_resolution: int=512): # §4.1: inputs resized to 512

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import hashlib, json
 from dataclasses import dataclass
+from fastcore.basics import patch
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline, DDIMScheduler
@@ -228,6 +229,18 @@ def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_sp
 
 DiGSegPipeline.check_inputs = check_inputs
 
+# %% ../nbs/10_pipeline.ipynb #ce237512
+@patch
+@torch.no_grad()
+def vocabulary_embeddings(self: DiGSegPipeline, names: list): # class names, in order
+    "Pooled CLIP text embeddings `(K, D)` of the prompts of `names`, computed once per (CLIP text weights, template, names)."
+    key = (self.clip.cache_key, self.config.prompt_template, tuple(names))
+    cache = self.__dict__.setdefault("_vocabulary_embeddings", {})
+    if key not in cache:
+        if len(cache) >= 4: cache.pop(next(iter(cache)))    # a few vocabularies at most (one per benchmark)
+        cache[key] = self.clip.encode_text(self.clip.tokenize(format_prompts(names, self.config.prompt_template)))[1]
+    return cache[key]
+
 # %% ../nbs/10_pipeline.ipynb #3d6837c0
 @torch.no_grad()
 def _call(self: DiGSegPipeline,
@@ -260,8 +273,8 @@ def _call(self: DiGSegPipeline,
     cond = self.conditioner(names).to(device, dtype)              # (K, L, D), cached CLIP states
     if classes is not None: candidates = torch.ones(B, len(names), dtype=torch.bool)
     else:
-        text = self.clip.encode_text(self.clip.tokenize(format_prompts(names, self.config.prompt_template)))[1]
-        candidates = propose_candidates(self.clip, (x.to(self.clip.device) + 1)/2, text, global_threshold, patch_threshold).cpu()
+        candidates = propose_candidates(self.clip, (x.to(self.clip.device) + 1)/2, self.vocabulary_embeddings(names),
+                                        global_threshold, patch_threshold).cpu()
     first = {n: k for k, n in reversed(list(enumerate(names)))}   # first index of each name: a repeat is run once, copied
     run = candidates.clone(); run[:, [k for k, n in enumerate(names) if first[n] != k]] = False
     b_idx, k_idx = run.nonzero(as_tuple=True)
@@ -273,7 +286,7 @@ def _call(self: DiGSegPipeline,
     for s in range(0, len(b_idx), per_call):
         bi, ki = b_idx[s:s+per_call], k_idx[s:s+per_call]
         z_rep = z_x[bi.to(z_x.device)].repeat(ensemble_size, 1, 1, 1)    # denoise's row order: e*P + p
-        model_fn = lambda x_t, t, c: self.unet(unet_input(z_rep, x_t), t, encoder_hidden_states=c).sample
+        model_fn = lambda x_t, t, c: self.unet(unet_input(z_rep, x_t, dtype), t, encoder_hidden_states=c.to(dtype)).sample
         out = denoise(model_fn, z_x[bi.to(z_x.device)], cond[ki.to(device)], num_inference_steps=num_inference_steps,
                       timestep_spacing=timestep_spacing, ensemble_size=ensemble_size,
                       generator=pair_generators(base_seed, bi, ki, ensemble_size), scheduler=self.scheduler)

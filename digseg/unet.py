@@ -42,15 +42,18 @@ def widen_conv_in(unet: nn.Module,      # a diffusers UNet2DConditionModel (text
 UNET_INPUT_ORDER = ("image_latent", "noisy_mask_latent")
 
 def unet_input(image_latent: Tensor,      # z_x, (B, C, h, w)
-               noisy_mask_latent: Tensor): # z_y,t, (B, C, h, w)
-    "The U-Net input `cat([z_x, z_y_t], dim=1)` (`UNET_INPUT_ORDER`), shapes checked."
+               noisy_mask_latent: Tensor,  # z_y,t, (B, C, h, w)
+               dtype: torch.dtype|None=None): # the U-Net's dtype (None: the image latent's)
+    "The U-Net input `cat([z_x, z_y_t], dim=1)` (`UNET_INPUT_ORDER`) in the U-Net's dtype, shapes checked."
     # no NaN scan here: it runs every denoising step and would force a GPU sync each time
     check_tensor("image_latent", image_latent, ndim=4, floating=True, finite=False)
     check_tensor("noisy_mask_latent", noisy_mask_latent, ndim=4, floating=True, finite=False)
     if image_latent.shape != noisy_mask_latent.shape:
         raise ValueError(f"`image_latent` {tuple(image_latent.shape)} and `noisy_mask_latent` "
                          f"{tuple(noisy_mask_latent.shape)} must have the same shape")
-    return torch.cat([image_latent, noisy_mask_latent.to(image_latent.dtype)], dim=1)
+    # both halves go to the U-Net's dtype: an fp32 VAE (its latents) beside a bf16 U-Net is a common setup
+    dtype = dtype or image_latent.dtype
+    return torch.cat([image_latent.to(dtype), noisy_mask_latent.to(dtype)], dim=1)
 
 # %% ../nbs/04_unet.ipynb #cdaec3a5
 def block_downsampling(unet: nn.Module): # a diffusers UNet2DConditionModel

@@ -171,3 +171,23 @@ def test_prepare_scripts_write_where_configs_read(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=str(tmp_path/"data")): eval_dataset({"name": "ade150", "split": "val"})
     monkeypatch.delenv("DIGSEG_DATA")
     assert _common.parser("pc59", "doc", ("val",)).parse_args(["--src", "raw"]).dst == ROOT/"datasets"/"digseg"/"pc59"
+
+
+def _clip_archs(cfg):
+    "Every `clip_arch` value anywhere in a config."
+    if isinstance(cfg, dict):
+        for k, v in cfg.items():
+            if k == "clip_arch": yield v
+            else: yield from _clip_archs(v)
+    elif isinstance(cfg, list):
+        for v in cfg: yield from _clip_archs(v)
+
+
+def test_paper_clips_use_the_activation_of_openai_weights():
+    "The papers' CLIPs are OpenAI's, trained with QuickGELU: every paper config and every code default builds that activation."
+    import inspect, open_clip
+    from digseg.models import build_sd2_pipeline
+    archs = {a for p in sorted((ROOT/"configs"/"paper").glob("*.yaml")) for a in _clip_archs(yaml.safe_load(p.read_text()))}
+    archs.add(inspect.signature(build_sd2_pipeline).parameters["clip_arch"].default)
+    assert {"ViT-L-14-quickgelu", "ViT-B-16-quickgelu"} <= archs
+    for a in archs: assert open_clip.get_model_config(a).get("quick_gelu") is True, a
