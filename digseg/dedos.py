@@ -229,14 +229,18 @@ class LinearAttention(nn.Module):
         return self.out(torch.einsum("bnhd,bhde,bnh->bnhe", q, kv, z).flatten(-2))
 
 class LinearTransformerBlock(nn.Module):
-    "Pre-norm block: linear attention to a context (itself if none), then a feed-forward layer."
-    def __init__(self, dim: int, heads: int=4, ffn_mult: int=2):
+    "Pre-norm block: linear attention to a context (`cross=True`) or to itself, then a feed-forward layer."
+    def __init__(self, dim: int, heads: int=4, ffn_mult: int=2, cross: bool=False):
         super().__init__()
-        self.norm, self.norm_ctx, self.norm_ffn = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm, self.norm_ffn = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        # a self-attention block has no context norm: a parameter no loss reaches makes DDP fail (multi-GPU training)
+        self.norm_ctx = nn.LayerNorm(dim) if cross else None
         self.attn = LinearAttention(dim, heads)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult*dim), nn.GELU(), nn.Linear(ffn_mult*dim, dim))
     def forward(self, x: Tensor, ctx: Tensor|None=None):
         h = self.norm(x)
+        if (ctx is not None) != (self.norm_ctx is not None):
+            raise ValueError(f"`ctx`: this block was built with cross={self.norm_ctx is not None}; pass a context exactly when it is a cross-attention block")
         x = x + self.attn(h, h if ctx is None else self.norm_ctx(ctx))
         return x + self.ffn(self.norm_ffn(x))
 
@@ -330,7 +334,7 @@ class MaskedTransformerDecoder(nn.Module):
         self.query_feat = nn.Embedding(num_queries, dim) if learned_queries else None
         self.norm, self.mask_embed = nn.LayerNorm(dim), MLP(dim, [dim, dim, dim])
         self.text_proj, self.class_embed = nn.Linear(text_dim, dim), nn.Linear(dim, dim)
-        self.text_agg = nn.ModuleList(LinearTransformerBlock(dim, heads) for _ in range(text_layers))
+        self.text_agg = nn.ModuleList(LinearTransformerBlock(dim, heads, cross=True) for _ in range(text_layers))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.logit_bias = nn.Parameter(torch.tensor(-math.log(0.99 / 0.01)))
 

@@ -225,9 +225,11 @@ def _read_layers(self: ProxyQueries, q: Tensor, feats: list):
     return q, masks
 
 def _update_memory(self: ProxyQueries, step_queries: Tensor):
-    "EMA of the batch-mean q_{L,t} (the first update copies)."
+    "EMA of the batch-mean q_{L,t} (the first update copies); under data parallelism, of the mean over all ranks."
     with torch.no_grad():
         m = step_queries.detach().float().mean(0)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():   # every rank keeps the same memory
+            torch.distributed.all_reduce(m); m /= torch.distributed.get_world_size()
         rate = 1.0 if self.memory_updates == 0 else self.memory_momentum
         self.memory.lerp_(m.to(self.memory.dtype), rate); self.memory_updates += 1
 

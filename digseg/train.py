@@ -136,8 +136,11 @@ class Trainer:
         self.cfg, self.dataset, self.collate_fn = config, dataset, collate_fn
         self.run_dir = Path(config.output_dir); self.run_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu)
-        self.micro_batch = config.batch_size // config.grad_accum // self.accelerator.num_processes
-        if self.micro_batch < 1: raise ValueError("`batch_size` is smaller than grad_accum x number of processes")
+        shards = config.grad_accum * self.accelerator.num_processes   # micro-batches that make one optimizer step
+        if config.batch_size % shards:   # flooring would silently train on a smaller batch than the config says
+            raise ValueError(f"`batch_size` ({config.batch_size}) must be divisible by grad_accum x processes "
+                             f"({config.grad_accum} x {self.accelerator.num_processes} = {shards}); choose a batch size that is a multiple of {shards}")
+        self.micro_batch = config.batch_size // shards
         self.names = [n for n, p in module.named_parameters() if p.requires_grad]
         if not self.names: raise ValueError("`module` has no parameter with requires_grad=True: nothing to train")
         params = optimizer_groups(module, config.learning_rate, config.backbone_learning_rate)
@@ -288,7 +291,7 @@ def fit(self: Trainer, resume: bool=True, # continue from the newest complete ch
                 batch, micro = next(batches), self.step * cfg.grad_accum + k
                 ctx = acc.no_sync(self.module) if k < cfg.grad_accum - 1 else contextlib.nullcontext()
                 with ctx, acc.autocast():
-                    loss = self.module(batch, generator=step_generator(cfg.seed * acc.num_processes + acc.process_index, micro))["loss"]
+                    loss = self.module(batch, generator=step_generator(cfg.seed, micro * acc.num_processes + acc.process_index))["loss"]
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"loss is {loss.item()} at step {self.step + 1}: training stopped; {_last_good(self)} "
                                         f"(lower the learning rate, or check the data, then rerun to resume)")

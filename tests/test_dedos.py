@@ -215,3 +215,13 @@ def test_dedos_configs_parse(path, tmp_path):
     specs += [(None, v) for g in exp.cfg.get("groups", {}).values() for v in g.values()]
     assert specs
     for spec, variant in specs: check(train_config(exp, spec, variant))
+
+
+def test_every_trainable_dedos_parameter_gets_a_gradient():
+    "DDP (multi-GPU training) fails on a parameter that no loss reaches; one backward pass shows there is none."
+    from digseg.dedos_train import build_dedos, build_semantic_data, DEDOSTrainingModule
+    data, names, ids = build_semantic_data({"size": 4, "image_size": 32})
+    mod = DEDOSTrainingModule(build_dedos({"spec": "tiny"}), names, ids).train()
+    batch = torch.utils.data.default_collate([data[i] for i in range(2)])
+    mod(batch, torch.Generator().manual_seed(0))["loss"].backward()
+    assert not [n for n, p in mod.named_parameters() if p.requires_grad and p.grad is None]
