@@ -18,7 +18,7 @@ train split; the experiments use seeds 0 and 1). Measured:
   images (independent of the mini CLIP): how often the prompted colour, shape, and both are recognised.
 """
 from __future__ import annotations
-import sys, time
+import json, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench as C
@@ -198,11 +198,71 @@ def check_targets(rec: dict):
     return out
 
 
+STAGES = {"mini-sd": ("vae", "unet"), "mini-clip": ("clip",)}
+CARD_MEASURES = {"mini-sd": ("vae", "generation"), "mini-clip": ("clip", "candidates")}
+DESCRIPTION = {
+    "mini-sd": "The mini Stable Diffusion: a VAE (`vae/`, 4-channel latent, 4x downsampling) and a text-to-image U-Net "
+               "(`unet/`, SD2's layout: cross-attention to the mini CLIP's token states, v-prediction) with its scheduler "
+               "(`scheduler/`), in the diffusers Stable Diffusion folder layout.",
+    "mini-clip": "The mini CLIP (image and text towers, open_clip's `CLIP` with a custom config) in open_clip's folder layout: "
+                 "`open_clip.create_model('local-dir:pretrained/mini-clip')` or `digseg.text.ClipBackbone.from_open_clip('custom', 'pretrained/mini-clip')`."}
+
+
+def _stage_log(root: Path, stage: str):
+    "The loss log of a published stage (list of dicts)."
+    p = root/"mini-clip"/"train_log.jsonl" if stage == "clip" else root/"mini-sd"/"logs"/f"{stage}.jsonl"
+    return [json.loads(l) for l in p.read_text().splitlines()] if p.exists() else []
+
+
+def model_card(name: str, rec: dict, root: Path, config: dict):
+    "MODEL_CARD.md text of `pretrained/<name>` from a prior_quality record (numbers copied from it, never retyped)."
+    m = rec["machine"]
+    lines = [f"# {name}", "", DESCRIPTION[name], "",
+             "## Training", "",
+             f"- data: the mini world's `train` split, world seed {config['seed']}, {config['world_size']:,} scenes of 64 x 64 "
+             "rendered on demand (`digseg.data.MiniWorld`)",
+             "- command: `digseg pretrain --config configs/mini/prior.yaml` (resumable; the VAE and CLIP stages ran side by "
+             "side, one thread each, the U-Net stage on two threads)"]
+    for stage in STAGES[name]:
+        log = _stage_log(root, stage)
+        steps, batch, lr = config[f"{stage}_steps"], config[f"{stage}_batch"], config[f"{stage}_lr"]
+        wall = f"{log[-1]['elapsed']/60:.0f} min of training" if log else "not finished"
+        lines.append(f"- {stage}: {steps} steps of batch {batch}, AdamW lr {lr} (cosine), final loss "
+                     f"{log[-1]['loss']:.4f}; {wall}" if log else f"- {stage}: {steps} steps of batch {batch}: not finished")
+    lines += [f"- hardware: {m.get('cpu')} (2 cores), CPU only, torch {m.get('torch')}",
+              f"- produced by the commit before `{rec.get('commit', 'unknown')}` (measured at that commit)", "",
+              f"## Quality (`benchmarks/prior_quality.py`, world seed {rec['held_out_seed']}, never used in training)", "",
+              "| measure | value | target | met |", "|---|---|---|---|"]
+    for measure in CARD_MEASURES[name]:
+        if measure not in rec: continue
+        for k, v in rec[measure].items():
+            if isinstance(v, float):
+                t = rec["targets"].get(f"{measure}.{k}")
+                lines.append(f"| {measure}.{k} | {v:.4f} | {'>= ' + str(t['target']) if t else ''} | {('yes' if t['met'] else 'no') if t else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_cards(rec: dict, root: Path, config: dict):
+    "Write MODEL_CARD.md into every published folder of `root` whose measures are in `rec`."
+    for name in STAGES:
+        if (root/name).is_dir() and any(m in rec for m in CARD_MEASURES[name]):
+            (root/name/"MODEL_CARD.md").write_text(model_card(name, rec, root, config))
+
+
+def _previous(out, key: str):
+    "The stored record `key` of this benchmark's JSON ({} if none)."
+    path = Path(out) if out else C.RESULTS/f"{NAME}.json"
+    try: return json.loads(path.read_text())["runs"].get(key, {})
+    except (OSError, ValueError, KeyError): return {}
+
+
 def main(argv=None):
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--root", default=str(ROOT/"pretrained"), help="folder holding mini-sd/ and mini-clip/")
     p.add_argument("--only", default=",".join(MEASURES), help=f"comma-separated subset of {','.join(MEASURES)}")
     p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale of the generation test")
+    p.add_argument("--cards", action="store_true", help="write MODEL_CARD.md into pretrained/mini-sd and pretrained/mini-clip")
+    p.add_argument("--config", default=str(ROOT/"configs"/"mini"/"prior.yaml"), help="the pretraining budget the cards state")
     args = p.parse_args(argv)
     C.setup(args)
     only = [m.strip() for m in args.only.split(",") if m.strip()]
@@ -219,10 +279,19 @@ def main(argv=None):
     if "generation" in only:
         judge, rec["judge"] = train_judge(n["judge"], batch=16 if quick else 64, width=8 if quick else 32)
         rec["generation"], images = generation_quality(unet, vae, clip, n["gen_per_class"], judge, n["steps"], args.guidance, sched)
+    key = f"{rec['machine']['device_type']}" + ("-quick" if quick else "")
+    old = _previous(args.out, key)   # a run of some measures keeps the others' last numbers (each says when it was measured)
+    rec["measured_at"] = {**old.get("measured_at", {}), **{m: rec["machine"]["date"] for m in MEASURES if m in rec}}
+    for m in [*MEASURES, "judge"]:
+        if m not in rec and m in old: rec[m] = old[m]
     rec["targets"], rec["seconds"] = check_targets(rec), round(time.time() - t0, 1)
     C.table([{"target": k, "value": f"{v['value']:.3f}", "goal": f">= {v['target']}", "met": v["met"]} for k, v in rec["targets"].items()],
             ["target", "value", "goal", "met"], "mini foundation models: quality targets")
-    C.write_results(NAME, f"{rec['machine']['device_type']}" + ("-quick" if quick else ""), rec, args.out)
+    rec["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or None
+    C.write_results(NAME, key, rec, args.out)
+    if args.cards and not quick:
+        import yaml
+        write_cards(rec, Path(args.root), yaml.safe_load(Path(args.config).read_text()))
     return rec
 
 

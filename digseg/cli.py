@@ -52,8 +52,9 @@ def segment_files(pipe, paths: list, classes: list, out_dir, **pipe_kwargs):
 
 # %% ../nbs/90_cli.ipynb #754a1e3a
 EVAL_SETTINGS = ("model", "dataset", "data", "split", "limit", "out", "mode", "crop_size", "stride", "resize_short",
-                 "overlays", "steps", "ensemble", "spacing", "threshold", "seed", "on_error", "device", "precision")
-EVAL_DEFAULTS = dict(overlays=4, steps=1, ensemble=1, spacing="trailing", threshold=0.7, seed=0, on_error="raise", precision="auto")
+                 "overlays", "steps", "ensemble", "spacing", "threshold", "seed", "on_error", "device", "precision", "candidates")
+EVAL_DEFAULTS = dict(overlays=4, steps=1, ensemble=1, spacing="trailing", threshold=0.7, seed=0, on_error="raise", precision="auto",
+                     candidates="proposals")
 
 def _size(text: str):
     "A window size on the command line: '512' or '512,1024' (h, w)."
@@ -143,6 +144,8 @@ def _add_evaluate(sub):
     p.add_argument("--limit", type=int, help="evaluate the first N images only")
     p.add_argument("--out", help="output folder: metrics.json, protocol.json, preds/ (cached: a rerun resumes), overlays/ "
                    "(default with --config: <train.output_dir>/eval/<dataset>)")
+    p.add_argument("--candidates", choices=["proposals", "all"], help="A.3: classes proposed by CLIP once per image (default), "
+                   "or every class of the dataset a candidate")
     p.add_argument("--mode", choices=["whole", "slide"], help="whole-image or sliding-window inference (default: the dataset's protocol)")
     p.add_argument("--crop-size", dest="crop_size", type=_size, help="sliding-window size, N or H,W (with --mode slide)")
     p.add_argument("--stride", type=_size, help="sliding-window step, N or H,W (default 2/3 of the crop)")
@@ -182,7 +185,7 @@ def run_evaluate(settings: dict, # from `eval_settings`
     pipe_kw = dict(num_inference_steps=settings["steps"], ensemble_size=settings["ensemble"],
                    timestep_spacing=settings["spacing"], threshold=settings["threshold"])
     try: res = evaluate(pipe, ds, out_dir=settings["out"], limit=settings.get("limit"), overlays=settings["overlays"],
-                        seed=settings["seed"], **kw, **pipe_kw)
+                        seed=settings["seed"], candidates=settings["candidates"], **kw, **pipe_kw)
     except (ValueError, FileNotFoundError) as e:   # another protocol in --out, an unreadable item: finished predictions are kept
         item = not str(e).startswith("`")          # argument errors name the argument first; item errors name the file
         input_error("evaluate", f"{e}" + (" (rerun with --on-error skip to leave unreadable items out; finished "

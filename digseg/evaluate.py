@@ -14,8 +14,8 @@ from .metrics import ConfusionMatrix, per_class_scores
 from .pipeline import BACKGROUND, DiGSegPipeline, aggregate
 
 # %% auto #0
-__all__ = ['MODES', 'EVAL_PROTOCOLS', 'TAU_BG_GRID', 'prompt_classes', 'to_dataset_labels', 'resized_size', 'resize_image',
-           'slide_windows', 'check_protocol', 'labels_from_probabilities', 'predict_probabilities',
+__all__ = ['MODES', 'CANDIDATE_MODES', 'EVAL_PROTOCOLS', 'TAU_BG_GRID', 'prompt_classes', 'to_dataset_labels', 'resized_size',
+           'resize_image', 'slide_windows', 'check_protocol', 'labels_from_probabilities', 'predict_probabilities',
            'background_threshold_of', 'predict_label_maps', 'predict_labels', 'eval_protocol', 'palette', 'overlay',
            'comparison_panel', 'binary_scores', 'evaluate', 'choose_background_threshold',
            'calibrate_background_threshold']
@@ -87,20 +87,20 @@ def check_protocol(mode: str="whole", crop_size=None, stride=None, resize_short:
     return mode, crop_size, stride, resize_short
 
 # %% ../nbs/10b_evaluate.ipynb #37189c65
-def labels_from_probabilities(probabilities: torch.Tensor, # (K, h, w) per-class maps in [0, 1]
-                              candidates: torch.Tensor,    # (K,) bool: the classes that were run
+def labels_from_probabilities(probabilities: torch.Tensor, # (C, h, w) maps of the C classes that were run, in [0, 1]
+                              class_ids: torch.Tensor,     # (C,) their indices among the prompts
                               size: tuple,                 # (H, W) of the labels to return
                               background_threshold: float, # tau_bg of A.3
                               chunk: int=64):              # classes resized at a time (bounds memory)
-    "(H, W) labels: per-class maps resized to `size` (bilinear), then the pipeline's argmax / background rule."
-    K = probabilities.shape[0]; H, W = size
-    best = torch.full((H, W), -math.inf); labels = torch.zeros(H, W, dtype=torch.int64)
-    for s in range(0, K, chunk):
+    "(H, W) labels (prompt indices, or BACKGROUND): maps resized to `size` (bilinear), then the pipeline's argmax / background rule."
+    C = probabilities.shape[0]; H, W = size
+    if len(class_ids) != C: raise ValueError(f"`class_ids` has {len(class_ids)} entries for {C} maps")
+    best = torch.full((H, W), -math.inf); labels = torch.full((H, W), BACKGROUND, dtype=torch.int64)
+    for s in range(0, C, chunk):
         p = probabilities[s:s+chunk].float()
         if tuple(p.shape[-2:]) != (H, W): p = F.interpolate(p[None], size=(H, W), mode="bilinear", align_corners=False)[0]
-        p = p.masked_fill(~candidates[s:s+chunk, None, None], -1.0)   # as `aggregate`: non-candidates never win
         v, i = p.max(0); better = v > best
-        best, labels = torch.where(better, v, best), torch.where(better, i + s, labels)
+        best, labels = torch.where(better, v, best), torch.where(better, class_ids.long()[i + s], labels)
     return labels.masked_fill(best < background_threshold, BACKGROUND)
 
 # %% ../nbs/10b_evaluate.ipynb #1b70eb2d
@@ -109,6 +109,8 @@ def _pipe_default(name):
     p = inspect.signature(DiGSegPipeline.__call__).parameters.get(name)
     return inspect.Parameter.empty if p is None else p.default
 
+CANDIDATE_MODES = ("proposals", "all")
+
 def predict_probabilities(pipe,                  # a DiGSegPipeline (or any callable with its signature)
                           image: torch.Tensor,   # (3, H, W) in [0, 1]
                           classes: list,         # the K prompts
@@ -116,20 +118,25 @@ def predict_probabilities(pipe,                  # a DiGSegPipeline (or any call
                           crop_size=None,        # slide: window size, int or (h, w)
                           stride=None,           # slide: window step (default 2/3 of the crop)
                           generator: torch.Generator|None=None,
+                          candidates: str="proposals", # A.3 proposals on the whole image, or 'all' prompts
                           **pipe_kwargs):
-    "((K, H, W) probabilities averaged over windows, (K,) candidates) of `image` at its own size."
+    "((C, H, W) probabilities of the C candidate classes averaged over windows, (C,) their indices in `classes`) at the image's size."
     mode, crop_size, stride, _ = check_protocol(mode, crop_size, stride)
+    check_choice("candidates", candidates, CANDIDATE_MODES)
     if _pipe_default("processing_resolution") is not inspect.Parameter.empty:
         pipe_kwargs = {"processing_resolution": 0, **pipe_kwargs}  # the protocol owns the geometry: no second resize
     H, W = image.shape[-2:]
+    ids = torch.arange(len(classes))
+    if candidates == "proposals" and callable(getattr(pipe, "propose", None)):   # a stand-in without CLIP runs every prompt
+        thresholds = {k: pipe_kwargs[k] for k in ("global_threshold", "patch_threshold") if k in pipe_kwargs}
+        ids = pipe.propose(image[None], classes, **thresholds)[0].nonzero()[:, 0].cpu()
+    names = [classes[i] for i in ids.tolist()]
     windows = [(0, 0, H, W)] if mode == "whole" else slide_windows(H, W, crop_size, stride)
-    total, count, cand = None, torch.zeros(H, W), torch.zeros(len(classes), dtype=torch.bool)
+    total, count = torch.zeros(len(names), H, W), torch.zeros(H, W)
     for t, l, h, w in windows:
-        out = pipe(image[None, :, t:t+h, l:l+w], classes=classes, generator=generator, **pipe_kwargs)
-        if total is None: total = torch.zeros(len(classes), H, W)
+        out = pipe(image[None, :, t:t+h, l:l+w], classes=names, generator=generator, **pipe_kwargs)
         total[:, t:t+h, l:l+w] += out.probabilities[0].float(); count[t:t+h, l:l+w] += 1
-        cand |= out.candidates[0].cpu()
-    return total/count, cand
+    return total/count, ids
 
 def background_threshold_of(pipe_kwargs: dict):
     "The tau_bg a pipeline call with `pipe_kwargs` uses: `background_threshold`, else its mask threshold `threshold` (default 0.7)."
@@ -141,22 +148,24 @@ def predict_label_maps(pipe, image: torch.Tensor, classes: list,
                        mode: str="whole", crop_size=None, stride=None,
                        resize_short: int|None=None,          # shorter side the image is resized to first (None: as is)
                        generator: torch.Generator|None=None,
+                       candidates: str="proposals",          # A.3 proposals on the whole image, or 'all' prompts
                        **pipe_kwargs):
     "[(H, W) labels at each tau_bg of `thresholds`] of `image` under the test protocol, from one pipeline pass."
     mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
     H, W = image.shape[-2:]
     x = resize_image(image, resized_size(H, W, resize_short))
-    probs, cand = predict_probabilities(pipe, x, classes, mode, crop_size, stride, generator, **pipe_kwargs)
-    return [labels_from_probabilities(probs, cand, (H, W), t) for t in thresholds]
+    probs, ids = predict_probabilities(pipe, x, classes, mode, crop_size, stride, generator, candidates, **pipe_kwargs)
+    return [labels_from_probabilities(probs, ids, (H, W), t) for t in thresholds]
 
 def predict_labels(pipe, image: torch.Tensor, classes: list,
                    mode: str="whole", crop_size=None, stride=None,
                    resize_short: int|None=None,          # shorter side the image is resized to first (None: as is)
                    generator: torch.Generator|None=None,
+                   candidates: str="proposals",          # A.3 proposals on the whole image, or 'all' prompts
                    **pipe_kwargs):
     "(H, W) pipeline labels (index into `classes`, BACKGROUND) of `image` under the test protocol, at its own resolution."
     return predict_label_maps(pipe, image, classes, [background_threshold_of(pipe_kwargs)], mode, crop_size, stride,
-                              resize_short, generator, **pipe_kwargs)[0]
+                              resize_short, generator, candidates, **pipe_kwargs)[0]
 
 # %% ../nbs/10b_evaluate.ipynb #9e2dae08
 _SLIDE = dict(mode="slide", crop_size=512, stride=341)
@@ -313,11 +322,13 @@ def evaluate(pipe,                          # a DiGSegPipeline
              progress: bool=True,
              seed: int=0,                   # each image's noise is seeded from (seed, image id): resumable, order-free
              background_thresholds: list|None=None, # more tau_bg values scored from the same pipeline pass
+             candidates: str="proposals",   # A.3: classes proposed by CLIP per image ('all': every prompt is a candidate)
              **pipe_kwargs):                # num_inference_steps, ensemble_size, threshold, ...
     "Score `pipe` on `dataset` under a test protocol; return (and write) the metrics dict."
     from tqdm.auto import tqdm
     from PIL import Image
     mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
+    check_choice("candidates", candidates, CANDIDATE_MODES)
     overlays = check_int("overlays", overlays, 0)
     if limit is not None: limit = check_int("limit", limit, 1)
     more = [] if background_thresholds is None else _thresholds("background_thresholds", background_thresholds)
@@ -328,7 +339,7 @@ def evaluate(pipe,                          # a DiGSegPipeline
         for i in ids: check_int(f"binary[{b!r}]", i, 0, len(names) - 1)
     prompt_ids, prompts = prompt_classes(names, background, background_prompts)
     bg_id = names.index(background) if background in names else None
-    protocol = dict(mode=mode, crop_size=crop_size, stride=stride, resize_short=resize_short, seed=seed,
+    protocol = dict(mode=mode, crop_size=crop_size, stride=stride, resize_short=resize_short, seed=seed, candidates=candidates,
                     background=background, prompts=hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:12],
                     pipeline=dict(sorted(pipe_kwargs.items())))
     cm = ConfusionMatrix(len(names), ignore_index=dataset.ignore_index, class_names=names)
@@ -353,7 +364,7 @@ def evaluate(pipe,                          # a DiGSegPipeline
         if any(x is None for x in preds):
             g = torch.Generator().manual_seed(_image_seed(seed, item["id"]))
             labs = predict_label_maps(pipe, item["image"], prompts, [background_threshold_of(pipe_kwargs), *more],
-                                      mode, crop_size, stride, resize_short, g, **pipe_kwargs)
+                                      mode, crop_size, stride, resize_short, g, candidates, **pipe_kwargs)
             preds = [to_dataset_labels(lab, prompt_ids, bg_id).numpy() for lab in labs]; done += 1
             for p, x in zip(paths, preds):
                 if p is not None: _save_pred(p, x)

@@ -241,6 +241,19 @@ def vocabulary_embeddings(self: DiGSegPipeline, names: list): # class names, in 
         cache[key] = self.clip.encode_text(self.clip.tokenize(format_prompts(names, self.config.prompt_template)))[1]
     return cache[key]
 
+@patch
+@torch.no_grad()
+def propose(self: DiGSegPipeline,
+            image,                        # PIL / numpy / tensor in [0, 1] / path, or a list of them
+            names: list|None=None,        # classes to choose from (None: the vocabulary)
+            global_threshold: float=0.25, # A.3 tau
+            patch_threshold: float=0.3):  # A.3 tau_patch
+    "(B, K) bool: A.3's candidate classes among `names` for each image, from CLIP's global and patch embeddings."
+    names = list(self.config.vocabulary) if names is None else list(names)
+    if not names: raise ValueError("`names` is empty and the pipeline has no `vocabulary` to propose from")
+    x = (image_to_tensor(image) + 1)/2
+    return propose_candidates(self.clip, x.to(self.clip.device), self.vocabulary_embeddings(names), global_threshold, patch_threshold).cpu()
+
 # %% ../nbs/10_pipeline.ipynb #3d6837c0
 @torch.no_grad()
 def _call(self: DiGSegPipeline,
@@ -273,8 +286,7 @@ def _call(self: DiGSegPipeline,
     cond = self.conditioner(names).to(device, dtype)              # (K, L, D), cached CLIP states
     if classes is not None: candidates = torch.ones(B, len(names), dtype=torch.bool)
     else:
-        candidates = propose_candidates(self.clip, (x.to(self.clip.device) + 1)/2, self.vocabulary_embeddings(names),
-                                        global_threshold, patch_threshold).cpu()
+        candidates = self.propose((x + 1)/2, names, global_threshold, patch_threshold)
     first = {n: k for k, n in reversed(list(enumerate(names)))}   # first index of each name: a repeat is run once, copied
     run = candidates.clone(); run[:, [k for k, n in enumerate(names) if first[n] != k]] = False
     b_idx, k_idx = run.nonzero(as_tuple=True)

@@ -191,3 +191,16 @@ def test_paper_clips_use_the_activation_of_openai_weights():
     archs.add(inspect.signature(build_sd2_pipeline).parameters["clip_arch"].default)
     assert {"ViT-L-14-quickgelu", "ViT-B-16-quickgelu"} <= archs
     for a in archs: assert open_clip.get_model_config(a).get("quick_gelu") is True, a
+
+
+DIGSEG_EVALUATING = ("train_main", "table1_open_vocab", "table2_semantic", "table3_domains", "table4_noise",
+                     "fig3_threshold", "fig6_data_ratio", "fig8_spacing", "prior_value", "qualitative")
+
+
+@pytest.mark.parametrize("name", DIGSEG_EVALUATING)
+def test_paper_configs_state_the_papers_ensemble(name):
+    "§4.1: 'unless otherwise stated, we ensemble 8' — every paper experiment that does not vary E says E = 8 (2 trailing steps where S is fixed)."
+    cfg = yaml.safe_load((ROOT/"configs"/"paper"/f"{name}.yaml").read_text())
+    s = cfg["sampling"]
+    assert s["ensemble_size"] == 8, (name, s)
+    if name != "fig8_spacing": assert (s["num_inference_steps"], s["timestep_spacing"]) == (2, "trailing"), (name, s)
