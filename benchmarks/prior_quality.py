@@ -174,12 +174,16 @@ def generation_quality(unet, vae, clip, per_class: int, judge, steps: int = 50, 
             "images": len(ids), "ddim_steps": steps, "guidance": guidance, "chance": 1/24}, images
 
 
-def load_models(root: Path):
-    "(unet, vae, clip, scheduler config) of the shipped mini foundation models under `root`."
+def load_models(root: Path, only: list):
+    "(unet, vae, clip, scheduler config) of the shipped mini foundation models under `root` (None where `only` needs none)."
+    from diffusers import AutoencoderKL
     from digseg.models import load_sd2
     from digseg.text import ClipBackbone
-    unet, vae, sched = load_sd2(root/"mini-sd")
-    return unet.eval(), vae.eval(), ClipBackbone.from_open_clip("custom", root/"mini-clip"), sched
+    unet = sched = vae = clip = None
+    if "generation" in only: unet, vae, sched = load_sd2(root/"mini-sd"); unet.eval()   # the whole SD folder, checked
+    elif "vae" in only: vae = AutoencoderKL.from_pretrained(root/"mini-sd"/"vae")
+    if {"clip", "candidates", "generation"} & set(only): clip = ClipBackbone.from_open_clip("custom", root/"mini-clip")
+    return unet, vae.eval() if vae is not None else None, clip, sched
 
 
 def quick_models():
@@ -269,7 +273,7 @@ def main(argv=None):
     if bad := [m for m in only if m not in MEASURES]: raise SystemExit(f"--only: unknown measurement(s) {bad}; choose from {MEASURES}")
     torch.manual_seed(args.seed)
     quick = args.quick
-    unet, vae, clip, sched = quick_models() if quick else load_models(Path(args.root))
+    unet, vae, clip, sched = quick_models() if quick else load_models(Path(args.root), only)
     n = dict(per_class=1, images=4, judge=5, gen_per_class=1, steps=2) if quick else \
         dict(per_class=20, images=200, judge=1500, gen_per_class=4, steps=50)
     rec, t0 = {"machine": C.machine(args.device), "held_out_seed": HELD_OUT_SEED, "root": None if quick else str(args.root)}, time.time()
