@@ -84,9 +84,9 @@ def _resize(x: torch.Tensor, size: tuple):
 class DiGSegOutput(BaseOutput):
     "What the pipeline returns."
     labels: torch.Tensor         # (B, H, W) int64: index into `classes`, BACKGROUND (-1) where no class wins
-    probabilities: torch.Tensor  # (B, K, H, W) mask map per class in [0, 1] (0 for non-candidates)
-    masks: torch.Tensor          # (B, K, H, W) bool: probabilities > threshold
-    uncertainty: torch.Tensor    # (B, K, H, W) ensemble spread (latent std, upsampled; 0 for E = 1)
+    probabilities: torch.Tensor|None  # (B, K, H, W) mask map per class in [0, 1] (0 for non-candidates); None without maps
+    masks: torch.Tensor|None     # (B, K, H, W) bool: probabilities > threshold; None without maps
+    uncertainty: torch.Tensor|None # (B, K, H, W) ensemble spread (latent std, upsampled; 0 for E = 1); None without maps
     candidates: torch.Tensor     # (B, K) bool: the classes that were run for each image
     classes: list                # the K class names
 
@@ -268,11 +268,13 @@ def _call(self: DiGSegPipeline,
           batch_size: int=64,                 # (pair x member) rows per U-Net call
           global_threshold: float=0.25,       # A.3 candidate threshold
           patch_threshold: float=0.3,         # A.3 patch threshold
-          processing_resolution: int|None=None): # working long side (None: the pipeline's default; 0: the input's size)
+          processing_resolution: int|None=None, # working long side (None: the pipeline's default; 0: the input's size)
+          return_maps: bool|None=None):       # per-class maps in the output (None: when `classes` is given, not for a vocabulary)
     "Segment `image` with text prompts; see `DiGSegOutput`."
     background_threshold = threshold if background_threshold is None else background_threshold
     self.check_inputs(classes, num_inference_steps, timestep_spacing, ensemble_size, threshold, background_threshold,
                       batch_size, generator, global_threshold, patch_threshold, processing_resolution)
+    if return_maps is not None and not isinstance(return_maps, bool): raise TypeError(f"`return_maps` must be True, False or None, got {return_maps!r}")
     x = image_to_tensor(image)                                    # (B, 3, H, W) in [-1, 1]
     B, _, H, W = x.shape
     if isinstance(generator, (list, tuple)) and len(generator) != B:
@@ -294,7 +296,11 @@ def _call(self: DiGSegPipeline,
     draw = lambda g: int(torch.randint(0, 2**62, (), generator=g))
     base_seed = [draw(g) for g in generator] if isinstance(generator, (list, tuple)) else draw(generator)
     per_call, f = max(1, batch_size // ensemble_size), vae_scale_factor(self.vae)
-    probs = torch.zeros(B, len(names), H, W); unc = torch.zeros(B, len(names), H, W)
+    # the labels come from a running argmax over the classes run, so (B, K, H, W) maps are allocated only when asked
+    # for: with an 847-class vocabulary they would be ~0.9 GB each per 512 x 512 image
+    keep = classes is not None if return_maps is None else bool(return_maps)
+    probs, unc = (torch.zeros(B, len(names), H, W), torch.zeros(B, len(names), H, W)) if keep else (None, None)
+    best, winner = torch.full((B, H, W), -1.0), torch.zeros(B, H, W, dtype=torch.int64)
     for s in range(0, len(b_idx), per_call):
         bi, ki = b_idx[s:s+per_call], k_idx[s:s+per_call]
         z_rep = z_x[bi.to(z_x.device)].repeat(ensemble_size, 1, 1, 1)    # denoise's row order: e*P + p
@@ -302,15 +308,20 @@ def _call(self: DiGSegPipeline,
         out = denoise(model_fn, z_x[bi.to(z_x.device)], cond[ki.to(device)], num_inference_steps=num_inference_steps,
                       timestep_spacing=timestep_spacing, ensemble_size=ensemble_size,
                       generator=pair_generators(base_seed, bi, ki, ensemble_size), scheduler=self.scheduler)
-        m = self.decode_masks(out.mean, (h, w))                                         # one decode per class
-        probs[bi, ki] = _resize(m[:, None], (H, W))[:, 0].clamp(0, 1).cpu()              # back to the input's size
+        m = _resize(self.decode_masks(out.mean, (h, w))[:, None], (H, W))[:, 0].clamp(0, 1).cpu()   # back to the input's size
+        for p, (b, k) in enumerate(zip(bi.tolist(), ki.tolist())):   # pairs are in (image, class) order: ties keep the first class
+            better = m[p] > best[b]
+            best[b], winner[b] = torch.where(better, m[p], best[b]), torch.where(better, k, winner[b])
+        if not keep: continue
+        probs[bi, ki] = m
         spread = out.std.float().mean(1, keepdim=True)                                  # (P, 1, h', w') latent grid
         # the latent grid covers the padded image: upsample to it, crop like the decoded mask, resize to the input
         spread = F.interpolate(spread, scale_factor=f, mode="bilinear")[:, :, :h, :w]
         unc[bi, ki] = _resize(spread, (H, W))[:, 0].clamp_min(0).cpu()
+    labels = winner.masked_fill(best < background_threshold, BACKGROUND)   # A.3: `aggregate`'s rule, one class at a time
+    if not keep: return DiGSegOutput(labels=labels, probabilities=None, masks=None, uncertainty=None, candidates=candidates, classes=names)
     for k, n in enumerate(names):
         if first[n] != k: probs[:, k], unc[:, k] = probs[:, first[n]], unc[:, first[n]]
-    labels = aggregate(probs, candidates, background_threshold)
     return DiGSegOutput(labels=labels, probabilities=probs, masks=(probs > threshold) & candidates[:, :, None, None],
                         uncertainty=unc, candidates=candidates, classes=names)
 

@@ -213,3 +213,10 @@ def test_prior_quality_scores_a_perfect_clip_as_perfect():
         def preprocess(self, x): return x
         def encode_image(self, x): return eye[ids[:len(x)] - 1], None
     assert pq.clip_zero_shot(Oracle(), 1) == {"top1": 1.0, "colour": 1.0, "shape": 1.0, "images": 24, "chance": 1/24}
+
+
+def test_vocab_memory_compares_both_aggregations(tmp_path):
+    "Peak memory of a vocabulary call with and without per-class maps, each in its own process; both give the same labels."
+    rec, r = run("vocab_memory", tmp_path, "--quick")
+    assert r["classes"] == 40 and r["same_labels"] is True
+    assert r["maps"]["peak_mb"] >= 0 and r["running"]["peak_mb"] >= 0 and r["maps_floor_mb"] == round(40*128*128*9/2**20, 1)
