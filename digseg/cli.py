@@ -266,6 +266,8 @@ def run_pretrain(args, fail):
     except (ValueError, TypeError, FileNotFoundError) as e: fail(str(e))
     try: paths = pretrain_foundation(cfg, args.out, stages)
     except FileNotFoundError as e: fail(str(e))
+    except KeyboardInterrupt as e:   # SIGINT/SIGTERM: the stage checkpointed; the same command resumes it
+        print(f"{e}: run the same command again to continue", file=sys.stderr); return 130
     for s in stages: print(f"{s}: {paths[s]}")
     return 0
 

@@ -52,6 +52,7 @@ class DEDOSConfig:
     proxy_heads: int = 8
     memory_momentum: float = 0.05       # EMA of q_{L,t} used at inference
     inference_queries: str = "memory"   # 'memory', 'kernels' or 'diffusion' (keep the U-Net at inference)
+    memory_share: float = 0.25          # share of training steps whose decoder reads the memory queries it will get at inference
     prediction_type: str = "v_prediction" # the U-Net's parameterisation (SD 2.1 and the mini prior: v)
     # CLIP (§3.5, §3.6)
     refine_layers: tuple|None = None    # CLIP blocks after which Eq. 13–14 refine (None: at 1/4, 1/2, 3/4 depth)
@@ -79,7 +80,7 @@ class DEDOSConfig:
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         check_choice("clip_trainable", self.clip_trainable, CLIP_TRAINABLE)
         for k in ("lambda_cls", "lambda_bce", "lambda_dice", "gamma", "no_object_weight", "proxy_mask_weight"): check_float(k, getattr(self, k), 0.0)
-        check_float("memory_momentum", self.memory_momentum, 0.0, 1.0)
+        check_float("memory_momentum", self.memory_momentum, 0.0, 1.0); check_float("memory_share", self.memory_share, 0.0, 1.0)
         if self.dim % self.heads or self.dim % 4: raise ValueError(f"`dim` ({self.dim}) must be divisible by `heads` ({self.heads}) and by 4")
         if not self.proxy and (self.decoupling or self.progressive):
             raise ValueError("`decoupling` and `progressive` need `proxy=True` (they act on the proxy queries); use DEDOSConfig.table3('I') for the baseline")
@@ -598,12 +599,19 @@ def _consistency(self: DEDOSModel, images: Tensor, po: ProxyOutput):
 def _dedos_forward(self: DEDOSModel,
                    images: Tensor,        # (B, 3, H, W) in [0, 1]
                    labels: Tensor,        # (B, H, W) indices into class_names, or cfg.ignore_index
-                   class_names: list):    # the training vocabulary
+                   class_names: list,     # the training vocabulary
+                   generator: torch.Generator|None=None): # draws the steps whose decoder reads the memory (None: none does)
     "Training losses (Eq. 15–16) as a dict with 'loss'."
     _check_model_inputs(images, labels, class_names)
     cfg, text = self.cfg, self.text_embeddings(class_names)
     po = self._queries(images, diffusion=True)
-    preds = self._predict(images, text, po)
+    # Inference reads Q from the memory, the same for every image (§3.6): on a share of the steps the decoder and the
+    # CLIP refinement get exactly that, so they are trained on the queries they will see. The diffusion pass still
+    # runs (it updates the memory and feeds the proxy-mask and consistency losses).
+    memory = (po is not None and generator is not None and cfg.memory_share > 0 and int(self.proxy.memory_updates) > 0
+              and float(torch.rand((), generator=generator)) < cfg.memory_share)
+    used = self.proxy(batch_size=len(images), source="memory") if memory else po
+    preds = self._predict(images, text, used)
     cache, out = {}, {}
     seg, parts, idx = set_loss(*preds[-1], labels, cfg, cache)
     out.update({f"loss_{k}": v.detach() for k, v in parts.items()})
@@ -622,7 +630,8 @@ def _dedos_forward(self: DEDOSModel,
     if self.texture is not None:
         consist = self._consistency(images, po)
         out["loss_consist"] = consist.detach(); total = total + cfg.gamma * consist
-    out["loss"] = total
+    if memory: total = total + 0 * po.queries.sum()   # every parameter stays in the graph (DDP needs each one every step)
+    out["loss"], out["memory_queries"] = total, torch.tensor(float(memory))
     return out
 
 
@@ -690,4 +699,4 @@ class DEDOSTrainingModule(nn.Module):
 
     def forward(self, batch: dict, generator: torch.Generator|None=None):
         "The DEDOS losses of a batch {'image': (B, 3, H, W) in [0, 1], 'label': (B, H, W)}."
-        return self.model(batch["image"].to(self.lut.device), self.map_labels(batch["label"]), self.class_names)
+        return self.model(batch["image"].to(self.lut.device), self.map_labels(batch["label"]), self.class_names, generator)

@@ -14,9 +14,10 @@ from .config import check_int, check_choice
 from .dedos import DEDOSConfig, DEDOSModel, DEDOSTrainingModule, TINY_DEDOS_CONFIG, TABLE3_ROWS
 
 # %% auto #0
-__all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'DEDOS_PARTS', 'dedos_config', 'null_text_states',
-           'save_null_text', 'build_dedos', 'build_semantic_data', 'save_dedos', 'load_dedos', 'train_dedos',
-           'DEDOSSegmenter', 'evaluate_dedos', 'train_dedos_model', 'run_dedos_eval', 'frozen', 'dedos_efficiency']
+__all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'CALIBRATION_IMAGES', 'DEDOS_PARTS', 'dedos_config',
+           'null_text_states', 'save_null_text', 'build_dedos', 'build_semantic_data', 'save_dedos', 'load_dedos',
+           'calibrate_memory', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'train_dedos_model', 'run_dedos_eval',
+           'frozen', 'dedos_efficiency']
 
 # %% ../nbs/13_dedos_train.ipynb #ce2c7cff
 MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, ffn_dim=128,
@@ -163,6 +164,21 @@ def load_dedos(folder): # a folder written by `save_dedos`
     model.load_state_dict(state, strict=False)
     return model.eval()
 
+# %% ../nbs/13_dedos_train.ipynb #8299f5bb
+CALIBRATION_IMAGES = 64   # training images whose mean proxy queries become the inference memory
+
+@torch.no_grad()
+def calibrate_memory(model: DEDOSModel, data, device=None, images: int=CALIBRATION_IMAGES, batch: int=8):
+    "Set `model`'s proxy-query memory to the mean over the first `images` items of `data` (no-op without proxy queries)."
+    if model.proxy is None: return None
+    from digseg.latents import encode_image
+    n = min(images, len(data)); device = device or next(model.parameters()).device
+    def latents():
+        for s in range(0, n, batch):
+            x = torch.stack([data[i]["image"] for i in range(s, min(n, s + batch))]).to(device)
+            yield encode_image(model.vae, x)
+    return model.proxy.calibrate(model.unet, latents(), model.null_text, model.scheduler)
+
 # %% ../nbs/13_dedos_train.ipynb #ccc3d6b6
 def train_dedos(config,                    # dict or YAML path (see `digseg.finetune.load_config`)
                 resume: bool=True,         # continue from the newest checkpoint of output_dir
@@ -181,6 +197,7 @@ def train_dedos(config,                    # dict or YAML path (see `digseg.fine
     if trainer.fit(resume=resume, max_steps=max_steps) < min(max_steps or tc.max_steps, tc.max_steps):
         raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; rerun to resume from {tc.output_dir}")
     out = Path(tc.output_dir)/"model"
+    calibrate_memory(model, data, trainer.accelerator.device)   # every rank: the same images, the same memory
     if trainer.accelerator.is_main_process:
         save_dedos(trainer.accelerator.unwrap_model(trainer.module).model, out, cfg.get("model", {}),
                    {"train_config": json.loads(json.dumps(cfg, default=str)), "class_names": names})
