@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= mini
-# Nothing is ever downloaded from a model hub, in tests or in the mini profile (DESIGN.md §3).
+# Nothing is ever downloaded from a model hub, in tests or in the mini profile.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1

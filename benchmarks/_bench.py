@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse, datetime, json, os, platform, statistics, subprocess, sys, time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")       # nothing is ever downloaded (DESIGN.md §3)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")       # nothing is ever downloaded
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 

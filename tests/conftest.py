@@ -1,4 +1,4 @@
-"Every test runs offline: nothing is ever downloaded (DESIGN.md §3)."
+"Every test runs offline: nothing is ever downloaded."
 import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

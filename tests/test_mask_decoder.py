@@ -33,7 +33,7 @@ def test_flops_far_below_the_vae_decoder_at_512():
     with torch.device("meta"):
         small, vae = MaskDecoder(), build_vae("sd2", seed=None)
     f_small, f_vae = decoder_flops(small, (1, 4, 64, 64)), decoder_flops(vae, (1, 4, 64, 64))
-    assert 2e12 < f_vae < 3e12                     # DESIGN.md §3: 2.52 TFLOP
+    assert 2e12 < f_vae < 3e12                     # SD2 VAE decode at 512², FlopCounterMode: 2.52 TFLOP
     assert f_vae / f_small > 500
 
 
