@@ -37,8 +37,8 @@ def main(argv=None):
     p = C.base_parser(__doc__.splitlines()[0], "tiny DEDOS at 64 x 64 (a smoke run)")
     p.add_argument("--resolution", type=int, default=None, help="image side (default 640, the paper's; 64 with --quick)")
     p.add_argument("--classes", type=int, default=150, help="vocabulary size (A-150's by default; the paper does not say)")
-    p.add_argument("--clip-trainable", default="attention", choices=["none", "attention", "all"],
-                   help="CLIP image-tower parameters trained (ours: attention, §4.2's 2e-6 backbone rate)")
+    p.add_argument("--clip-trainable", default="qv", choices=["none", "qv", "attention", "all"],
+                   help="CLIP image-tower parameters trained (ours: qv, CAT-Seg's Q and V, at §4.2's 2e-6 backbone rate)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3; 1 with --quick)")
     args = p.parse_args(argv)
     dev = C.setup(args)

@@ -15,9 +15,10 @@ from .config import check_choice, check_float, check_int
 from .data import SegFolder
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'ALIASES', 'MESS_DOMAIN_NAMES', 'MESS_DOMAINS', 'PAXRAY_PARTS', 'Benchmark', 'get_benchmark',
-           'classnames_dir', 'read_name_list', 'class_names', 'load_benchmark', 'SegSubset', 'subsample',
-           'mess_datasets', 'mess_class_names', 'MessFolder', 'mess_domain_means']
+__all__ = ['BENCHMARKS', 'ALIASES', 'EVAL_PROTOCOLS', 'DEDOS_EVAL_PROTOCOLS', 'PROTOCOL_METHODS', 'MESS_DOMAIN_NAMES',
+           'MESS_DOMAINS', 'PAXRAY_PARTS', 'Benchmark', 'get_benchmark', 'classnames_dir', 'read_name_list',
+           'class_names', 'load_benchmark', 'SegSubset', 'subsample', 'eval_protocol', 'train_geometry',
+           'training_augment', 'mess_datasets', 'mess_class_names', 'MessFolder', 'mess_domain_means']
 
 # %% ../nbs/07a_benchmarks.ipynb #0484a617
 @dataclass(frozen=True)
@@ -148,6 +149,54 @@ def subsample(dataset,       # any dataset with a length
     n = len(dataset); k = max(1, round(ratio*n))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return SegSubset(dataset, sorted(order[:k].tolist()))
+
+# %% ../nbs/07a_benchmarks.ipynb #abc082f4
+_SLIDE = dict(mode="slide", crop_size=512, stride=341)
+EVAL_PROTOCOLS = {
+    **{n: dict(resize_short=512) for n in ("ade150", "ade847", "pc59", "pc459", "voc20", "cocostuff171")},
+    "voc20b": dict(resize_short=512, background_prompts="voc20b_background_prompts"),
+    "cityscapes": dict(resize_short=512, **_SLIDE), "bdd100k": dict(resize_short=512, **_SLIDE),
+    "deepglobe": dict(_SLIDE, binary={"road": [1]}),
+    "phenobench": dict(_SLIDE, background="soil"),
+    "refuge2": dict(resize_short=1024, **_SLIDE, binary={"optic disc": [1, 2], "optic cup": [2]}),
+    "mess": dict(resize_short=512),
+    "mini_world": dict(),
+}
+# DEDOS / CAT-Seg: shorter side 640, then 640 windows with a one-third overlap
+_CATSEG = dict(resize_short=640, mode="slide", crop_size=640, stride=427)
+DEDOS_EVAL_PROTOCOLS = {
+    **{k: ({**_CATSEG, **{a: b for a, b in v.items() if a not in _CATSEG}} if v.get("resize_short") == 512 and v.get("mode") != "slide"
+           else {**v, **({"crop_size": 640, "stride": 427} if v.get("mode") == "slide" else {})})
+       for k, v in EVAL_PROTOCOLS.items()},
+    "mini_world": dict(),
+}
+PROTOCOL_METHODS = ("digseg", "dedos")
+
+def eval_protocol(name: str,             # benchmark ('ade150' or 'A-150'), 'mess' or 'mini_world'
+                  method: str="digseg"): # whose protocol: 'digseg' or 'dedos'
+    "The `evaluate` keyword arguments of a benchmark's test protocol."
+    key = ALIASES.get(str(name).lower(), name)
+    table = EVAL_PROTOCOLS if check_choice("method", method, PROTOCOL_METHODS) == "digseg" else DEDOS_EVAL_PROTOCOLS
+    p = dict(table[check_choice("name", key, tuple(table))])
+    if isinstance(p.get("background_prompts"), str): p["background_prompts"] = class_names(p["background_prompts"])
+    return p
+
+# %% ../nbs/07a_benchmarks.ipynb #f8cd213a
+def train_geometry(name: str,             # benchmark, 'mini_world', or a dataset folder (no protocol: native scale)
+                   method: str="digseg"): # whose test protocol to match
+    "The `augment` geometry that matches a benchmark's test scale: {'resize_short': int or None}."
+    key = ALIASES.get(str(name).lower(), name)
+    known = key in EVAL_PROTOCOLS
+    return {"resize_short": eval_protocol(key, method).get("resize_short") if known else None}
+
+def training_augment(name, data: dict, method: str="digseg"):
+    "`augment` options of one training set: the test scale of its benchmark (`train_geometry`), `data.resize_short` and `data.augment` on top."
+    kw = train_geometry(str(name), method)
+    if "resize_short" in data: kw["resize_short"] = data["resize_short"]   # e.g. a folder of large images tested at a set size
+    extra = data.get("augment") or {}
+    if not isinstance(extra, dict): raise TypeError(f"`data.augment` must be a mapping of `augment` options, got {extra!r}")
+    return {**kw, **extra}
+
 
 # %% ../nbs/07a_benchmarks.ipynb #88729329
 MESS_DOMAIN_NAMES = ("General", "Earth Monitoring", "Medical Sciences", "Engineering", "Agriculture and Biology")

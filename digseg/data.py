@@ -263,11 +263,14 @@ def augment(image: torch.Tensor,        # (3, H, W) float in [0, 1]
             generator: torch.Generator, # randomness
             flip: bool=True,            # random horizontal flip
             scale: tuple=(0.8, 1.2),    # scale-jitter range (§4.1)
-            ignore_index: int=255):
-    "Scale jitter, random crop to `size` (ignore-padded) and horizontal flip of an (image, label) pair."
+            ignore_index: int=255,
+            resize_short: int|None=None): # shorter side before the jitter, as at test time (None: native scale)
+    "Test-scale resize, scale jitter, random crop to `size` (ignore-padded) and horizontal flip of an (image, label) pair."
     import torch.nn.functional as F
     lo, hi = scale; s = lo + (hi - lo)*torch.rand((), generator=generator).item()
-    H, W = label.shape; h, w = max(1, round(H*s*size/max(H, W))), max(1, round(W*s*size/max(H, W)))
+    H, W = label.shape
+    f = s * (check_int("resize_short", resize_short, 1) / min(H, W) if resize_short is not None else 1.0)
+    h, w = max(1, round(H*f)), max(1, round(W*f))
     # antialiased resampling may round a 1.0 pixel to 1 + 2e-7; images promise [0, 1] (DEDOS checks it)
     image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
     label = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()

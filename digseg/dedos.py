@@ -11,6 +11,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.ops import MLP
+from fastcore.basics import patch
 from scipy.optimize import linear_sum_assignment
 from timm.layers import resample_abs_pos_embed
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
@@ -24,16 +25,17 @@ from .data import augment
 # %% auto #0
 __all__ = ['TABLE3_ROWS', 'INFERENCE_QUERIES', 'CLIP_TRAINABLE', 'TINY_DEDOS_CONFIG', 'DEDOSConfig', 'clip_input', 'clip_tokens',
            'clip_blocks', 'clip_dense', 'default_refine_layers', 'FeatureRefinement', 'similarity_matrix',
-           'TextureSeparation', 'LinearAttention', 'LinearTransformerBlock', 'CostAggregation', 'PixelDecoder',
+           'TextureSeparation', 'linear_attention', 'LinearAttention', 'LinearTransformerBlock', 'window_partition',
+           'window_merge', 'GuidedWindowAttention', 'GuidedClassAttention', 'CostAggregation', 'PixelDecoder',
            'sine_position_encoding', 'MaskedDecoderLayer', 'MaskedTransformerDecoder', 'semantic_targets',
            'resize_targets', 'pairwise_mask_costs', 'hungarian_match', 'match_predictions', 'targets_at', 'mask_losses',
-           'class_loss', 'set_loss', 'DEDOSOutput', 'DEDOSModel', 'parameter_groups', 'segment', 'build_tiny_dedos',
+           'class_loss', 'set_loss', 'cost_loss', 'DEDOSOutput', 'DEDOSModel', 'QVDelta', 'build_tiny_dedos',
            'DEDOSTrainingModule', 'SemanticSamples']
 
 # %% ../nbs/12_dedos.ipynb #e504d3a0
 TABLE3_ROWS = ("I", "II", "III", "IV", "V")
 INFERENCE_QUERIES = ("memory", "kernels", "diffusion")
-CLIP_TRAINABLE = ("none", "attention", "all")
+CLIP_TRAINABLE = ("none", "qv", "attention", "all")
 
 @dataclass
 class DEDOSConfig:
@@ -58,11 +60,14 @@ class DEDOSConfig:
     refine_layers: tuple|None = None    # CLIP blocks after which Eq. 13–14 refine (None: at 1/4, 1/2, 3/4 depth)
     consist_layers: tuple|None = None   # CLIP blocks compared by L_consist (None: refine_layers)
     clip_size: int|None = None          # CLIP input side (None: the image's, rounded to the patch size)
-    clip_trainable: str = "none"        # image-tower parameters trained: 'none', 'attention' or 'all'
+    clip_trainable: str = "none"        # image-tower parameters trained: 'none', 'qv' (CAT-Seg's), 'attention' or 'all'
     # decoder (§3.6, §4.2)
     dim: int = 256; heads: int = 8; dec_layers: int = 9; ffn_dim: int = 2048
     num_levels: int = 3                 # feature levels of the pixel decoder (1x, 2x, 4x the CLIP grid)
-    cost_dim: int = 64                  # width of the cost-aggregation embeddings
+    cost_dim: int = 128                 # width of the cost-aggregation embeddings (CAT-Seg: 128)
+    cost_blocks: int = 2                # aggregation blocks, spatial then class (CAT-Seg: 2)
+    cost_window: int = 12               # spatial-aggregation window (CAT-Seg: 12)
+    cost_heads: int = 4                 # attention heads of the aggregation
     text_layers: int = 2                # linear-attention blocks of the text aggregation module
     # loss (Eq. 15-16)
     lambda_cls: float = 1.0; lambda_bce: float = 1.0; lambda_dice: float = 1.0
@@ -70,17 +75,19 @@ class DEDOSConfig:
     no_object_weight: float = 0.1       # classification weight of unmatched queries (Mask2Former)
     deep_supervision: bool = True       # losses on every decoder layer's predictions (Mask2Former)
     proxy_mask_weight: float = 1.0      # weight of the loss on the proxy layers' mask maps
+    lambda_cost: float = 1.0            # weight of CAT-Seg's per-pixel BCE on the cost-aggregation scores
     ignore_index: int = 255
 
     def __post_init__(self):
-        for k in ("n1", "n2", "c1", "c2", "proxy_heads", "dim", "heads", "ffn_dim", "num_levels", "cost_dim"): check_int(k, getattr(self, k), 1)
+        for k in ("n1", "n2", "c1", "c2", "proxy_heads", "dim", "heads", "ffn_dim", "num_levels", "cost_dim", "cost_blocks", "cost_window", "cost_heads"): check_int(k, getattr(self, k), 1)
         check_int("dec_layers", self.dec_layers, 0); check_int("text_layers", self.text_layers, 0)
         check_choice("unet_layers", self.unet_layers, UNET_LAYER_SETS); check_choice("mask_mode", self.mask_mode, MASK_MODES)
         check_choice("inference_queries", self.inference_queries, INFERENCE_QUERIES)
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         check_choice("clip_trainable", self.clip_trainable, CLIP_TRAINABLE)
-        for k in ("lambda_cls", "lambda_bce", "lambda_dice", "gamma", "no_object_weight", "proxy_mask_weight"): check_float(k, getattr(self, k), 0.0)
+        for k in ("lambda_cls", "lambda_bce", "lambda_dice", "gamma", "no_object_weight", "proxy_mask_weight", "lambda_cost"): check_float(k, getattr(self, k), 0.0)
         check_float("memory_momentum", self.memory_momentum, 0.0, 1.0); check_float("memory_share", self.memory_share, 0.0, 1.0)
+        if self.cost_dim % self.cost_heads: raise ValueError(f"`cost_dim` ({self.cost_dim}) must be divisible by `cost_heads` ({self.cost_heads})")
         if self.dim % self.heads or self.dim % 4: raise ValueError(f"`dim` ({self.dim}) must be divisible by `heads` ({self.heads}) and by 4")
         if not self.proxy and (self.decoupling or self.progressive):
             raise ValueError("`decoupling` and `progressive` need `proxy=True` (they act on the proxy queries); use DEDOSConfig.table3('I') for the baseline")
@@ -214,6 +221,14 @@ class TextureSeparation(nn.Module):
         return torch.stack(losses).mean()
 
 # %% ../nbs/12_dedos.ipynb #a351b742
+def linear_attention(q: Tensor, k: Tensor, v: Tensor, # (B, N, h, d) queries; (B, M, h, d) keys; (B, M, h, e) values
+                     eps: float=1e-6):
+    "Linear attention, φ = elu + 1: φ(q)(φ(k)ᵀv) / (φ(q)Σφ(k)), (B, N, h, e)."
+    q, k = F.elu(q) + 1, F.elu(k) + 1
+    kv = torch.einsum("bmhd,bmhe->bhde", k, v)
+    z = 1 / (torch.einsum("bnhd,bhd->bnh", q, k.sum(1)) + eps)
+    return torch.einsum("bnhd,bhde,bnh->bnhe", q, kv, z)
+
 class LinearAttention(nn.Module):
     "Multi-head linear attention with φ = elu + 1 (Katharopoulos et al. 2020)."
     def __init__(self, dim: int, heads: int=4, eps: float=1e-6):
@@ -224,10 +239,7 @@ class LinearAttention(nn.Module):
     def forward(self, x: Tensor, ctx: Tensor): # queries (B, N, dim); keys/values (B, M, dim)
         "(B, N, dim)."
         split = lambda t: t.unflatten(-1, (self.heads, -1))
-        q, k, v = F.elu(split(self.q(x))) + 1, F.elu(split(self.k(ctx))) + 1, split(self.v(ctx))
-        kv = torch.einsum("bmhd,bmhe->bhde", k, v)
-        z = 1 / (torch.einsum("bnhd,bhd->bnh", q, k.sum(1)) + self.eps)
-        return self.out(torch.einsum("bnhd,bhde,bnh->bnhe", q, kv, z).flatten(-2))
+        return self.out(linear_attention(split(self.q(x)), split(self.k(ctx)), split(self.v(ctx)), self.eps).flatten(-2))
 
 class LinearTransformerBlock(nn.Module):
     "Pre-norm block: linear attention to a context (`cross=True`) or to itself, then a feed-forward layer."
@@ -248,55 +260,148 @@ class LinearTransformerBlock(nn.Module):
 # %% ../nbs/12_dedos.ipynb #459508e7
 def _gn(ch): return nn.GroupNorm(math.gcd(32, ch), ch)
 
-class CostAggregation(nn.Module):
-    "CAT-Seg-style cost volume (image × class text), aggregated over space and classes, fused into the features."
-    def __init__(self, dim: int,            # feature width
-                 cost_dim: int=64,          # width of the per-class cost embeddings
-                 heads: int=4):
-        super().__init__()
-        self.embed_cost, self.embed_guide = nn.Conv2d(1, cost_dim, 3, padding=1), nn.Conv2d(dim, cost_dim, 3, padding=1)
-        self.spatial = nn.Sequential(_gn(cost_dim), nn.GELU(), nn.Conv2d(cost_dim, cost_dim, 3, padding=1),
-                                     _gn(cost_dim), nn.GELU(), nn.Conv2d(cost_dim, cost_dim, 3, padding=1))
-        self.classes = LinearTransformerBlock(cost_dim, math.gcd(heads, cost_dim))
-        self.fuse = nn.Conv2d(2*cost_dim, dim, 1)
+def window_partition(x: Tensor,   # (N, h, w, C)
+                     size: int,   # window side
+                     shift: int=0): # offset of the window grid (Swin's shifted windows: size // 2)
+    "Non-overlapping size×size windows of `x`, zero-padded, and which of their tokens are real: ((N·nw, size², C), (N·nw, size²), layout)."
+    N, h, w, C = x.shape
+    top, left = shift, shift
+    H, W = math.ceil((h + top) / size) * size, math.ceil((w + left) / size) * size
+    pad = lambda t: F.pad(t, (0, 0, left, W - w - left, top, H - h - top))
+    real = pad(x.new_ones(N, h, w, 1))
+    win = lambda t: t.view(N, H // size, size, W // size, size, -1).permute(0, 1, 3, 2, 4, 5).reshape(-1, size*size, t.shape[-1])
+    return win(pad(x)), win(real)[..., 0] > 0, (N, h, w, H, W, top, left)
 
-    def forward(self, feats: Tensor,   # (B, dim, h, w) image features
-                dense: Tensor,         # (B, E, h, w) CLIP dense embeddings
-                text: Tensor):         # (K, E) class text embeddings
-        "(features + fused aggregated cost (B, dim, h, w), raw cost (B, K, h, w))."
-        cost = torch.einsum("behw,ke->bkhw", F.normalize(dense, dim=1), F.normalize(text.to(dense.dtype), dim=-1))
-        B, K, h, w = cost.shape
-        x = self.embed_cost(cost.reshape(B*K, 1, h, w)).unflatten(0, (B, K)) + self.embed_guide(feats)[:, None]
-        x = x.flatten(0, 1); x = x + self.spatial(x)                                     # spatial aggregation
-        x = x.unflatten(0, (B, K)).permute(0, 3, 4, 1, 2).flatten(0, 2)                   # (B·h·w, K, cost_dim)
-        x = self.classes(x)                                                               # class aggregation
-        pooled = torch.cat([x.amax(1), x.mean(1)], -1).unflatten(0, (B, h, w)).permute(0, 3, 1, 2)
-        return feats + self.fuse(pooled), cost
+def window_merge(windows: Tensor, size: int, layout: tuple):
+    "Inverse of `window_partition`: (N, h, w, C)."
+    N, h, w, H, W, top, left = layout
+    x = windows.view(N, H // size, W // size, size, size, -1).permute(0, 1, 3, 2, 4, 5).reshape(N, H, W, -1)
+    return x[:, top:top + h, left:left + w]
+
+class GuidedWindowAttention(nn.Module):
+    "Pre-norm window self-attention whose queries and keys also see guidance features (CAT-Seg's spatial aggregation), then an MLP."
+    def __init__(self, dim: int, guide_dim: int, heads: int=4, window: int=12, shift: bool=False, mlp_mult: int=4):
+        super().__init__()
+        if dim % heads: raise ValueError(f"`dim` ({dim}) must be divisible by `heads` ({heads})")
+        self.heads, self.window, self.shift = heads, check_int("window", window, 1), shift
+        self.norm, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qk, self.v, self.out = nn.Linear(dim + guide_dim, 2*dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_mult*dim), nn.GELU(), nn.Linear(mlp_mult*dim, dim))
+    def forward(self, x: Tensor,       # (N, h, w, dim) cost embeddings of N (image, class) pairs
+                guide: Tensor):        # (N, h, w, guide_dim) guidance features
+        size = min(self.window, max(x.shape[1:3]))
+        shift = size // 2 if self.shift and size < max(x.shape[1:3]) else 0
+        hx = self.norm(x)
+        (wx, real, layout), (wg, _, _) = window_partition(hx, size, shift), window_partition(guide, size, shift)
+        q, k = self.qk(torch.cat([wx, wg], -1)).chunk(2, -1)
+        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)          # (n, heads, size², d)
+        a = F.scaled_dot_product_attention(split(q), split(k), split(self.v(wx)), attn_mask=real[:, None, None, :])
+        x = x + window_merge(self.out(a.transpose(1, 2).flatten(-2)), size, layout)
+        return x + self.mlp(self.norm_mlp(x))
+
+class GuidedClassAttention(nn.Module):
+    "Pre-norm linear attention across the classes at every pixel, queries and keys guided by the text (CAT-Seg's class aggregation), then an MLP."
+    def __init__(self, dim: int, guide_dim: int, heads: int=4, mlp_mult: int=4):
+        super().__init__()
+        if dim % heads: raise ValueError(f"`dim` ({dim}) must be divisible by `heads` ({heads})")
+        self.heads = heads
+        self.norm, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qk, self.v, self.out = nn.Linear(dim + guide_dim, 2*dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_mult*dim), nn.GELU(), nn.Linear(mlp_mult*dim, dim))
+    def forward(self, x: Tensor,       # (P, K, dim) the K classes' cost embeddings at P pixels
+                guide: Tensor):        # (K, guide_dim) text guidance
+        h = self.norm(x)
+        q, k = self.qk(torch.cat([h, guide[None].expand(len(x), -1, -1)], -1)).chunk(2, -1)
+        split = lambda t: t.unflatten(-1, (self.heads, -1))
+        x = x + self.out(linear_attention(split(q), split(k), split(self.v(h))).flatten(-2))
+        return x + self.mlp(self.norm_mlp(x))
+
+class CostAggregation(nn.Module):
+    "CAT-Seg's cost aggregation: the image × class-text cosine cost, embedded, aggregated over space and classes with feature and text guidance, upsampled to per-class score maps."
+    def __init__(self, dim: int,            # width of the image features (guidance)
+                 text_dim: int,             # width of the class text embeddings (guidance)
+                 cost_dim: int=128,         # width of the per-class cost embeddings (CAT-Seg: 128)
+                 heads: int=4,
+                 blocks: int=2,             # aggregation blocks, each spatial then class (CAT-Seg: 2)
+                 window: int=12,            # spatial attention window (CAT-Seg: 12)
+                 upsamplings: int=2):       # ×2 upsampling stages of the per-class maps (CAT-Seg: 2)
+        super().__init__()
+        check_int("blocks", blocks, 1); check_int("upsamplings", upsamplings, 0)
+        self.embed_cost = nn.Conv2d(1, cost_dim, 7, padding=3)
+        self.guide_image, self.guide_text = nn.Conv2d(dim, cost_dim, 1), nn.Linear(text_dim, cost_dim)
+        self.spatial = nn.ModuleList(nn.ModuleList(GuidedWindowAttention(cost_dim, cost_dim, heads, window, shift=s) for s in (False, True))
+                                     for _ in range(blocks))
+        self.classes = nn.ModuleList(GuidedClassAttention(cost_dim, cost_dim, heads) for _ in range(blocks))
+        self.fuse = nn.Conv2d(2*cost_dim, dim, 1)
+        dims = [max(1, cost_dim // 2**(i + 1)) for i in range(upsamplings)]
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 2, stride=2) for a, b in zip([cost_dim] + dims, dims))
+        self.up_guides = nn.ModuleList(nn.Conv2d(dim, d, 1) for d in dims)
+        self.up_convs = nn.ModuleList(nn.Sequential(nn.Conv2d(2*d, d, 3, padding=1), _gn(d), nn.GELU()) for d in dims)
+        self.head = nn.Conv2d(dims[-1] if dims else cost_dim, 1, 3, padding=1)
+
+# %% ../nbs/12_dedos.ipynb #c0bf8839
+@patch
+def aggregate(self: CostAggregation,
+              feats: Tensor,   # (B, dim, h, w) image features
+              dense: Tensor,   # (B, E, h, w) CLIP dense embeddings
+              text: Tensor):   # (K, E) class text embeddings
+    "(aggregated cost embeddings (B, K, h, w, cost_dim), raw cosine cost (B, K, h, w))."
+    cost = torch.einsum("behw,ke->bkhw", F.normalize(dense, dim=1), F.normalize(text.to(dense.dtype), dim=-1))
+    B, K, h, w = cost.shape
+    x = self.embed_cost(cost.reshape(B*K, 1, h, w)).permute(0, 2, 3, 1)                    # (B·K, h, w, C)
+    g_img = self.guide_image(feats).permute(0, 2, 3, 1).repeat_interleave(K, 0)            # the image's guidance, per class
+    g_txt = self.guide_text(text.to(x.dtype))
+    for spatial, classes in zip(self.spatial, self.classes):
+        for layer in spatial: x = layer(x, g_img)                                           # over space, per class
+        x = x.unflatten(0, (B, K)).permute(0, 2, 3, 1, 4).flatten(0, 2)                     # (B·h·w, K, C)
+        x = classes(x, g_txt)                                                               # over classes, per pixel
+        x = x.unflatten(0, (B, h, w)).permute(0, 3, 1, 2, 4).flatten(0, 1)                  # back to (B·K, h, w, C)
+    return x.unflatten(0, (B, K)), cost
+
+@patch
+def fused(self: CostAggregation, feats: Tensor, agg: Tensor): # (B, dim, h, w); (B, K, h, w, C)
+    "The features plus the class-pooled aggregated cost (max and mean: any K, any class order), for the class-agnostic decoder."
+    pooled = torch.cat([agg.amax(1), agg.mean(1)], -1).permute(0, 3, 1, 2)
+    return feats + self.fuse(pooled)
+
+@patch
+def upsample(self: CostAggregation, agg: Tensor, # (B, K, h, w, C) aggregated cost embeddings
+             guides: list):                      # finer image features, one per upsampling, (B, dim, h·2^i, w·2^i)
+    "Per-class score logits (B, K, h·2^u, w·2^u): CAT-Seg's upsampling decoder, guided by the finer features."
+    B, K = agg.shape[:2]
+    x = agg.flatten(0, 1).permute(0, 3, 1, 2)                                               # (B·K, C, h, w)
+    for up, guide, conv, g in zip(self.ups, self.up_guides, self.up_convs, guides):
+        x = up(x)
+        x = conv(torch.cat([x, guide(g).repeat_interleave(K, 0)], 1))
+    return self.head(x)[:, 0].unflatten(0, (B, K))
 
 # %% ../nbs/12_dedos.ipynb #7a45d214
 class PixelDecoder(nn.Module):
-    "CLIP patch features → feature levels at 1×, 2×, 4×… the grid and per-pixel mask features, with cost aggregation."
+    "CLIP patch features → feature levels at 1×, 2×, 4×… the grid and per-pixel mask features, with CAT-Seg's cost aggregation and its per-class score maps."
     def __init__(self, width: int,        # CLIP ViT width
                  dim: int=256,            # decoder width
                  num_levels: int=3,       # feature levels (each 2× the previous)
-                 cost_dim: int=64, heads: int=8):
+                 cost_dim: int=128, heads: int=8,
+                 text_dim: int|None=None, # width of the class text embeddings (None: `width`)
+                 cost_blocks: int=2, cost_window: int=12, cost_heads: int=4):
         super().__init__()
         self.lateral = nn.Sequential(nn.Conv2d(width, dim, 1), _gn(dim))
-        self.cost = CostAggregation(dim, cost_dim, heads)
+        self.cost = CostAggregation(dim, text_dim or width, cost_dim, cost_heads, cost_blocks, cost_window,
+                                    upsamplings=check_int("num_levels", num_levels, 1) - 1)
         self.ups = nn.ModuleList(nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, stride=2), _gn(dim), nn.GELU())
-                                 for _ in range(check_int("num_levels", num_levels, 1) - 1))
+                                 for _ in range(num_levels - 1))
         self.mask_features = nn.Conv2d(dim, dim, 1)
 
     def forward(self, tokens: Tensor,     # CLIP patch tokens after ln_post, (B, h·w, width)
                 dense: Tensor,            # dense embeddings (B, h·w, E)
                 grid: tuple,              # (h, w)
                 text: Tensor):            # class text embeddings (K, E)
-        "(levels [coarse … fine] each (B, dim, h·2^i, w·2^i), mask features (B, dim, finest), cost (B, K, h, w))."
+        "(levels [coarse … fine] each (B, dim, h·2^i, w·2^i), mask features (B, dim, finest), per-class cost logits (B, K, finest))."
         x = self.lateral(tokens.transpose(1, 2).unflatten(2, grid))
-        x, cost = self.cost(x, dense.transpose(1, 2).unflatten(2, grid), text)
-        levels = [x]
+        agg, _ = self.cost.aggregate(x, dense.transpose(1, 2).unflatten(2, grid), text)
+        levels = [self.cost.fused(x, agg)]
         for up in self.ups: levels.append(up(levels[-1]))
-        return levels, self.mask_features(levels[-1]), cost
+        return levels, self.mask_features(levels[-1]), self.cost.upsample(agg, levels[1:])
 
 # %% ../nbs/12_dedos.ipynb #8bfccdcd
 def sine_position_encoding(h: int, w: int, dim: int, device=None, dtype=None):
@@ -349,7 +454,8 @@ class MaskedTransformerDecoder(nn.Module):
         return self.logit_scale.exp() * logits + self.logit_bias, masks
 
 # %% ../nbs/12_dedos.ipynb #8ea551c2
-def _decoder_forward(self: MaskedTransformerDecoder,
+@patch
+def forward(self: MaskedTransformerDecoder,
                      queries: Tensor|None,    # (B, n, dim) proxy queries Q, or None for the learnt ones
                      levels: list,            # feature levels, coarse to fine, (B, dim, h_i, w_i)
                      mask_features: Tensor,   # (B, dim, H, W)
@@ -370,8 +476,6 @@ def _decoder_forward(self: MaskedTransformerDecoder,
         q = layer(q, qpos, mems[lvl], mpos[lvl], attention_mask(m.flatten(2), self.heads))
         preds.append(self.predict(q, mask_features, text))
     return preds
-
-MaskedTransformerDecoder.forward = _decoder_forward
 
 # %% ../nbs/12_dedos.ipynb #8e5fd46c
 def semantic_targets(label: Tensor,          # (H, W) class indices in [0, K), or ignore_index
@@ -467,13 +571,24 @@ def set_loss(class_logits: Tensor, mask_logits: Tensor, labels: Tensor, cfg: DED
     parts = {"cls": class_loss(class_logits, targets, idx, cfg.no_object_weight) / n, "bce": bce / n, "dice": dice / n}
     return cfg.lambda_cls*parts["cls"] + cfg.lambda_bce*parts["bce"] + cfg.lambda_dice*parts["dice"], parts, idx
 
+# %% ../nbs/12_dedos.ipynb #f0454aa2
+def cost_loss(logits: Tensor,      # (B, K, h, w) per-class score logits
+              labels: Tensor,      # (B, H, W) class indices in [0, K), or ignore_index
+              ignore_index: int=255):
+    "Per-pixel binary cross-entropy of every class's score map against the one-hot labels, over labelled pixels."
+    lab = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+    valid = lab != ignore_index
+    onehot = F.one_hot(lab.where(valid, 0), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits.float(), onehot.float(), reduction="none").mean(1)
+    return (bce * valid).sum() / valid.sum().clamp_min(1)
+
 # %% ../nbs/12_dedos.ipynb #e947fd5d
 @dataclass
 class DEDOSOutput:
     "Semantic segmentation by DEDOS."
     labels: Tensor          # (B, H, W) index into `classes` of the best class per pixel
     probabilities: Tensor   # (B, K, H, W) per-class scores normalised over classes
-    scores: Tensor          # (B, K, H, W) Σ_q p_q(c)·σ(m_q) (Mask2Former's semantic inference)
+    scores: Tensor          # (B, K, H, W) Σ_q p_q(c)·σ(m_q) (Mask2Former) + σ(cost logit) (CAT-Seg)
     classes: list           # the class names, in the order of dim 1
 
 # %% ../nbs/12_dedos.ipynb #5b33305d
@@ -499,7 +614,8 @@ class DEDOSModel(nn.Module):
                                                progressive=cfg.progressive, memory_momentum=cfg.memory_momentum)
             self.refinement = FeatureRefinement(cfg.dim, width, self.refine_layers)
             if cfg.decoupling: self.texture = TextureSeparation(cfg.dim, width, self.consist_layers, cfg.dim)
-        self.pixel_decoder = PixelDecoder(width, cfg.dim, cfg.num_levels, cfg.cost_dim, cfg.heads)
+        self.pixel_decoder = PixelDecoder(width, cfg.dim, cfg.num_levels, cfg.cost_dim, cfg.heads, clip.embed_dim,
+                                          cfg.cost_blocks, cfg.cost_window, cfg.cost_heads)
         self.decoder = MaskedTransformerDecoder(cfg.dim, cfg.heads, cfg.dec_layers, cfg.ffn_dim, cfg.num_levels, cfg.num_queries,
                                    clip.embed_dim, cfg.text_layers if cfg.text_interaction else 0, learned_queries=not cfg.proxy)
         self.register_buffer("null_text", self._null_text(null_text), persistent=False)
@@ -507,6 +623,14 @@ class DEDOSModel(nn.Module):
         self._text = {}
 
 # %% ../nbs/12_dedos.ipynb #a4be9d64
+class QVDelta(nn.Module):
+    "A trainable change of the query and value rows of a packed (3w, …) attention in-projection; the key rows stay as loaded."
+    def __init__(self, shape: tuple):  # (w, w) for the weight, (w,) for the bias
+        super().__init__()
+        self.q, self.v = nn.Parameter(torch.zeros(shape)), nn.Parameter(torch.zeros(shape))
+    def forward(self, packed: Tensor): return packed + torch.cat([self.q, torch.zeros_like(self.q), self.v]).to(packed.dtype)
+
+@patch
 def _null_text(self: DEDOSModel, null_text):
     "The U-Net's conditioning: given, else CLIP's embedding of the empty prompt when widths agree, else zeros."
     cross = self.unet.config.cross_attention_dim
@@ -518,13 +642,21 @@ def _null_text(self: DEDOSModel, null_text):
         with torch.no_grad(): return self.clip.encode_text(self.clip.tokenize([""]))[0].detach()
     return torch.zeros(1, 1, cross)
 
+@patch
 def _set_clip_trainable(self: DEDOSModel, which: str):
-    "Unfreeze CLIP's image tower: nothing, the attention layers, or all of it (the text tower stays frozen)."
+    "Unfreeze CLIP's image tower: nothing, Q and V of its attention, whole attention layers, or all of it (the text tower stays frozen)."
+    from torch.nn.utils import parametrize
     v = self.clip.model.visual
     if which == "all": v.requires_grad_(True)
     elif which == "attention":
         for blk in v.transformer.resblocks: blk.attn.requires_grad_(True)
+    elif which == "qv":   # torch's parametrization: attention reads in_proj + [ΔQ; 0; ΔV], ΔQ and ΔV trained
+        for blk in v.transformer.resblocks:
+            w = blk.attn.embed_dim
+            parametrize.register_parametrization(blk.attn, "in_proj_weight", QVDelta((w, w)))
+            if blk.attn.in_proj_bias is not None: parametrize.register_parametrization(blk.attn, "in_proj_bias", QVDelta((w,)))
 
+@patch
 def parameter_groups(self: DEDOSModel, lr: float=2e-4, backbone_lr: float=2e-6):
     "Optimizer parameter groups of §4.2: CLIP's trainable parameters at `backbone_lr`, the rest at `lr`."
     clip_ids = {id(p) for p in self.clip.parameters()}
@@ -532,10 +664,9 @@ def parameter_groups(self: DEDOSModel, lr: float=2e-4, backbone_lr: float=2e-6):
               {"params": [p for p in self.clip.parameters() if p.requires_grad], "lr": backbone_lr}]
     return [g for g in groups if g["params"]]
 
-DEDOSModel._null_text, DEDOSModel._set_clip_trainable, DEDOSModel.parameter_groups = _null_text, _set_clip_trainable, parameter_groups
-
 # %% ../nbs/12_dedos.ipynb #f5d24c77
-def _text_embeddings(self: DEDOSModel, class_names: list):
+@patch
+def text_embeddings(self: DEDOSModel, class_names: list):
     "Frozen CLIP text embeddings (K, E) of the class prompts, computed once per vocabulary."
     key = tuple(class_names)
     if key not in self._text:
@@ -543,6 +674,7 @@ def _text_embeddings(self: DEDOSModel, class_names: list):
             self._text[key] = self.clip.encode_text(self.clip.tokenize(format_prompts(list(class_names))))[1].detach()
     return self._text[key].to(self.null_text.device)
 
+@patch
 def _clip_forward(self: DEDOSModel, images: Tensor, q: Tensor|None):
     "CLIP on `images`, refined by Q after the chosen blocks when Q is given: (patch tokens, dense embeddings, grid)."
     visual = self.clip.model.visual
@@ -553,8 +685,6 @@ def _clip_forward(self: DEDOSModel, images: Tensor, q: Tensor|None):
         hook = lambda i, x: self.refinement(i, x, q_hat, grid) if i in self.refinement.layers else x
     x, _ = clip_blocks(visual, tokens, hook)
     return *clip_dense(visual, x), grid
-
-DEDOSModel.text_embeddings, DEDOSModel._clip_forward = _text_embeddings, _clip_forward
 
 # %% ../nbs/12_dedos.ipynb #4f63f736
 def _check_model_inputs(images, labels, class_names):
@@ -569,6 +699,7 @@ def _check_model_inputs(images, labels, class_names):
     format_prompts(class_names)
     if isinstance(class_names, str) or len(set(class_names)) != len(class_names): raise ValueError("`class_names` must be a list of distinct names")
 
+@patch
 def _queries(self: DEDOSModel, images: Tensor, diffusion: bool):
     "The proxy-query output: through the frozen diffusion model, or from the memory (inference)."
     if self.proxy is None: return None
@@ -577,15 +708,15 @@ def _queries(self: DEDOSModel, images: Tensor, diffusion: bool):
     with torch.no_grad(): z = encode_image(self.vae, images)
     return self.proxy(self.unet, z, self.null_text, self.scheduler)
 
+@patch
 def _predict(self: DEDOSModel, images: Tensor, text: Tensor, po: ProxyOutput|None):
-    "Decoder predictions [(class logits, mask logits)], coarse to final."
+    "(decoder predictions [(class logits, mask logits)] coarse to final, cost-aggregation class logits (B, K, h, w))."
     tokens, dense, grid = self._clip_forward(images, None if po is None else po.queries)
-    levels, mask_features, _ = self.pixel_decoder(tokens, dense, grid, text)
-    return self.decoder(None if po is None else po.queries.to(tokens.dtype), levels, mask_features, text)
-
-DEDOSModel._queries, DEDOSModel._predict = _queries, _predict
+    levels, mask_features, cost_logits = self.pixel_decoder(tokens, dense, grid, text)
+    return self.decoder(None if po is None else po.queries.to(tokens.dtype), levels, mask_features, text), cost_logits
 
 # %% ../nbs/12_dedos.ipynb #37afac38
+@patch
 def _consistency(self: DEDOSModel, images: Tensor, po: ProxyOutput):
     "L_consist (Eq. 9–12) between the image and its denoised version."
     with torch.no_grad():
@@ -596,7 +727,8 @@ def _consistency(self: DEDOSModel, images: Tensor, po: ProxyOutput):
     B = len(images)
     return self.texture(po.queries, {l: f[:B] for l, f in kept.items()}, {l: f[B:] for l, f in kept.items()}, grid)
 
-def _dedos_forward(self: DEDOSModel,
+@patch
+def forward(self: DEDOSModel,
                    images: Tensor,        # (B, 3, H, W) in [0, 1]
                    labels: Tensor,        # (B, H, W) indices into class_names, or cfg.ignore_index
                    class_names: list,     # the training vocabulary
@@ -611,9 +743,12 @@ def _dedos_forward(self: DEDOSModel,
     memory = (po is not None and generator is not None and cfg.memory_share > 0 and int(self.proxy.memory_updates) > 0
               and float(torch.rand((), generator=generator)) < cfg.memory_share)
     used = self.proxy(batch_size=len(images), source="memory") if memory else po
-    preds = self._predict(images, text, used)
+    preds, cost_logits = self._predict(images, text, used)
     cache, out = {}, {}
     seg, parts, idx = set_loss(*preds[-1], labels, cfg, cache)
+    if cfg.lambda_cost > 0:   # CAT-Seg's loss on its per-class score maps
+        c = cost_loss(cost_logits, labels, cfg.ignore_index)
+        out["loss_cost"] = c.detach(); seg = seg + cfg.lambda_cost * c
     out.update({f"loss_{k}": v.detach() for k, v in parts.items()})
     if cfg.deep_supervision and len(preds) > 1:
         aux = sum(set_loss(c, m, labels, cfg, cache)[0] for c, m in preds[:-1])
@@ -634,10 +769,8 @@ def _dedos_forward(self: DEDOSModel,
     out["loss"], out["memory_queries"] = total, torch.tensor(float(memory))
     return out
 
-
-DEDOSModel._consistency, DEDOSModel.forward = _consistency, _dedos_forward
-
 # %% ../nbs/12_dedos.ipynb #dd5c6d38
+@patch
 @torch.no_grad()
 def segment(self: DEDOSModel,
             images: Tensor,        # (B, 3, H, W) in [0, 1]
@@ -648,17 +781,17 @@ def segment(self: DEDOSModel,
     try:
         text = self.text_embeddings(class_names)
         po = self._queries(images, diffusion=self.cfg.inference_queries == "diffusion")
-        cls, masks = self._predict(images, text, po)[-1]
+        preds, cost_logits = self._predict(images, text, po)
+        cls, masks = preds[-1]
     finally: self.train(was)
-    scores = torch.einsum("bnk,bnhw->bkhw", cls.float().sigmoid(), masks.float().sigmoid())
+    scores = torch.einsum("bnk,bnhw->bkhw", cls.float().sigmoid(), masks.float().sigmoid())   # Mask2Former's semantic inference
+    scores = scores + F.interpolate(cost_logits.float(), size=scores.shape[-2:], mode="bilinear", align_corners=False).sigmoid()
     scores = F.interpolate(scores, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)
     return DEDOSOutput(scores.argmax(1), scores / scores.sum(1, keepdim=True).clamp_min(1e-8), scores, list(class_names))
 
-DEDOSModel.segment = segment
-
 # %% ../nbs/12_dedos.ipynb #04ced49f
 TINY_DEDOS_CONFIG = dict(n1=2, n2=4, c1=4, c2=8, proxy_heads=2, dim=32, heads=2, dec_layers=3, ffn_dim=64,
-                         cost_dim=16, text_layers=1)
+                         cost_dim=16, cost_blocks=1, cost_window=4, cost_heads=2, text_layers=1)
 
 def build_tiny_dedos(seed: int=0,        # weight-init seed
                      row: str="V",       # Table 3 row (components)

@@ -17,7 +17,7 @@ from .dedos import DEDOSConfig, DEDOSModel, DEDOSTrainingModule, TINY_DEDOS_CONF
 __all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'CALIBRATION_IMAGES', 'DEDOS_PARTS', 'dedos_config',
            'null_text_states', 'save_null_text', 'build_dedos', 'build_semantic_data', 'save_dedos', 'load_dedos',
            'calibrate_memory', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'train_dedos_model', 'run_dedos_eval',
-           'frozen', 'dedos_efficiency']
+           'frozen', 'dedos_efficiency', 'dedos_parameter_table']
 
 # %% ../nbs/13_dedos_train.ipynb #ce2c7cff
 MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, ffn_dim=128,
@@ -124,8 +124,9 @@ def build_semantic_data(data: dict,   # the `data` section of a run config
         from digseg.benchmarks import subsample
         base = subsample(base, data["ratio"], seed=data.get("ratio_seed", 0))
     ids = [list(base.class_names).index(n) for n in names]
-    aug = data.get("augment")   # `augment` options, e.g. {flip: false, scale: [1, 1]} for a fixed crop
-    return SemanticSamples(base, size=data.get("image_size", 64), seed=seed, augment_kw=aug), names, ids
+    # the test scale of the benchmark (CAT-Seg's shorter side 640), then data.augment, e.g. {flip: false, scale: [1, 1]}
+    from digseg.benchmarks import training_augment
+    return SemanticSamples(base, size=data.get("image_size", 64), seed=seed, augment_kw=training_augment(name, data, "dedos")), names, ids
 
 # %% ../nbs/13_dedos_train.ipynb #007e9e3c
 WEIGHTS_NAME, CONFIG_NAME = "dedos.safetensors", "dedos_model.json"
@@ -235,11 +236,11 @@ def run_dedos_eval(model: DEDOSModel, folder, spec: dict, exp): # model, its fol
     "Evaluate DEDOS on a dataset spec (resumable, cached beside the model); return the metrics dict."
     import hashlib
     from digseg.experiments import eval_dataset, SMOKE_EVAL, _subsets
-    from digseg.evaluate import eval_protocol
+    from digseg.benchmarks import eval_protocol
     ds = eval_dataset(spec, exp)
     limit = SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit")
     # the benchmark's geometry (resize, sliding window); DEDOS prompts every class, background included
-    geometry = {k: v for k, v in eval_protocol(spec.get("name", "mini_world")).items() if k in ("mode", "crop_size", "stride", "resize_short")}
+    geometry = {k: v for k, v in eval_protocol(spec.get("name", "mini_world"), "dedos").items() if k in ("mode", "crop_size", "stride", "resize_short")}
     key = hashlib.sha256(json.dumps(["dedos", spec, limit], sort_keys=True, default=str).encode()).hexdigest()[:12]
     return evaluate_dedos(model, ds, out_dir=Path(folder)/"eval"/key, limit=limit, progress=not exp.smoke,
                           subsets=_subsets(spec.get("subsets")), **geometry)
@@ -279,3 +280,17 @@ def dedos_efficiency(model: DEDOSModel,    # trained or random
     model.train(was)
     return {"learnable_params_M": params, "GFLOPs_per_image": image / 2e9, "GFLOPs_text_per_vocabulary": text / 2e9,
             "resolution": resolution, "classes": len(class_names)}
+
+# %% ../nbs/13_dedos_train.ipynb #1907a85d
+def dedos_parameter_table(model: DEDOSModel): # any DEDOS model (meta-device ones too)
+    "Learnable parameters (millions) of each part and of each of its direct sub-modules, as rows {'module', 'params_M'}."
+    if not isinstance(model, DEDOSModel): raise TypeError(f"`model` must be a DEDOSModel, got {type(model).__name__}")
+    n = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad) / 1e6
+    rows = []
+    for part in DEDOS_PARTS:
+        mod = getattr(model, part)
+        if mod is None: continue
+        rows.append({"module": part, "params_M": n(mod)})
+        if part != "clip": rows += [{"module": f"{part}.{k}", "params_M": n(c)} for k, c in mod.named_children() if n(c) > 0]
+    rows.append({"module": "total without CLIP", "params_M": sum(r["params_M"] for r in rows if "." not in r["module"] and r["module"] != "clip")})
+    return rows

@@ -10,15 +10,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .config import check_int, check_float, check_choice
+from .benchmarks import EVAL_PROTOCOLS, eval_protocol   # the benchmarks' test geometry
 from .metrics import ConfusionMatrix, per_class_scores
 from .pipeline import BACKGROUND, DiGSegPipeline, aggregate
 
 # %% auto #0
-__all__ = ['MODES', 'CANDIDATE_MODES', 'EVAL_PROTOCOLS', 'TAU_BG_GRID', 'prompt_classes', 'to_dataset_labels', 'resized_size',
-           'resize_image', 'slide_windows', 'check_protocol', 'labels_from_probabilities', 'predict_probabilities',
-           'background_threshold_of', 'predict_label_maps', 'predict_labels', 'eval_protocol', 'palette', 'overlay',
-           'comparison_panel', 'binary_scores', 'evaluate', 'choose_background_threshold',
-           'calibrate_background_threshold']
+__all__ = ['MODES', 'CANDIDATE_MODES', 'TAU_BG_GRID', 'prompt_classes', 'to_dataset_labels', 'resized_size', 'resize_image',
+           'slide_windows', 'check_protocol', 'labels_from_probabilities', 'predict_probabilities',
+           'background_threshold_of', 'predict_label_maps', 'predict_labels', 'palette', 'overlay', 'comparison_panel',
+           'binary_scores', 'evaluate', 'choose_background_threshold', 'calibrate_background_threshold']
 
 # %% ../nbs/10b_evaluate.ipynb #464bb403
 def prompt_classes(class_names: list,               # the dataset's classes, in label-id order
@@ -166,27 +166,6 @@ def predict_labels(pipe, image: torch.Tensor, classes: list,
     "(H, W) pipeline labels (index into `classes`, BACKGROUND) of `image` under the test protocol, at its own resolution."
     return predict_label_maps(pipe, image, classes, [background_threshold_of(pipe_kwargs)], mode, crop_size, stride,
                               resize_short, generator, candidates, **pipe_kwargs)[0]
-
-# %% ../nbs/10b_evaluate.ipynb #9e2dae08
-_SLIDE = dict(mode="slide", crop_size=512, stride=341)
-EVAL_PROTOCOLS = {
-    **{n: dict(resize_short=512) for n in ("ade150", "ade847", "pc59", "pc459", "voc20", "cocostuff171")},
-    "voc20b": dict(resize_short=512, background_prompts="voc20b_background_prompts"),
-    "cityscapes": dict(resize_short=512, **_SLIDE), "bdd100k": dict(resize_short=512, **_SLIDE),
-    "deepglobe": dict(_SLIDE, binary={"road": [1]}),
-    "phenobench": dict(_SLIDE, background="soil"),
-    "refuge2": dict(resize_short=1024, **_SLIDE, binary={"optic disc": [1, 2], "optic cup": [2]}),
-    "mess": dict(resize_short=512),
-    "mini_world": dict(),
-}
-
-def eval_protocol(name: str): # benchmark ('ade150' or 'A-150') or 'mini_world'
-    "The `evaluate` keyword arguments of a benchmark's test protocol."
-    from digseg.benchmarks import ALIASES, class_names
-    key = ALIASES.get(str(name).lower(), name)
-    p = dict(EVAL_PROTOCOLS[check_choice("name", key, tuple(EVAL_PROTOCOLS))])
-    if isinstance(p.get("background_prompts"), str): p["background_prompts"] = class_names(p["background_prompts"])
-    return p
 
 # %% ../nbs/10b_evaluate.ipynb #60fca87a
 def palette(n: int):

@@ -15,8 +15,9 @@ from .sampler import make_train_scheduler, add_noise, training_target, sample_ti
 from .unet import unet_input, set_trainable, TRAINABLE_GROUPS
 
 # %% auto #0
-__all__ = ['MASK_LOSSES', 'METHODS', 'DiGSegObjective', 'predicted_clean', 'decoded_mask_loss', 'DiGSegTrainingModule',
-           'load_config', 'config_method', 'build_pipeline', 'ConcatSamples', 'build_training_data', 'train_digseg']
+__all__ = ['MASK_LOSSES', 'METHODS', 'DiGSegObjective', 'predicted_clean', 'decoded_mask_loss', 'masked_mse',
+           'DiGSegTrainingModule', 'load_config', 'config_method', 'build_pipeline', 'ConcatSamples',
+           'build_training_data', 'train_digseg']
 
 # %% ../nbs/10a_finetune.ipynb #d10ed192
 MASK_LOSSES = ("none", "l2", "bce_dice")
@@ -68,6 +69,18 @@ def decoded_mask_loss(vae, z0: torch.Tensor,   # predicted clean mask latents (B
     inter, total = (p * mask * valid).flatten(1).sum(1), ((p + mask) * valid).flatten(1).sum(1)
     return bce + (1 - (2*inter + 1) / (total + 1)).mean()   # + soft Dice (1 smooths empty masks)
 
+# %% ../nbs/10a_finetune.ipynb #e26619bd
+def masked_mse(pred: torch.Tensor,          # (B, C, h, w) the U-Net's output
+               target: torch.Tensor,        # (B, C, h, w) its target
+               valid: torch.Tensor|None=None): # (B, H, W) 1 where the pixel's label is defined; None: all
+    "Mean squared error over latent cells, each weighted by the share of valid pixels it covers."
+    err = (pred.float() - target.float())**2
+    if valid is None: return err.mean()
+    if valid.ndim != 3 or valid.shape[0] != pred.shape[0]:
+        raise ValueError(f"`valid` must be (B, H, W) with B = {pred.shape[0]}, got {tuple(valid.shape)}")
+    w = F.interpolate(valid[:, None].to(err), size=err.shape[-2:], mode="area")   # (B, 1, h, w) valid share per cell
+    return (err * w).sum() / (w.sum() * err.shape[1]).clamp_min(1e-8)
+
 # %% ../nbs/10a_finetune.ipynb #f76a3db7
 class DiGSegTrainingModule(nn.Module):
     "Wraps a `DiGSegPipeline`'s components as a module whose forward returns the §3.6 loss."
@@ -96,7 +109,7 @@ class DiGSegTrainingModule(nn.Module):
         z_t = add_noise(self.scheduler, z_y, noise, t)
         pred = self.unet(unet_input(z_x, z_t, self.unet.dtype), t, encoder_hidden_states=cond.to(self.unet.dtype)).sample
         target = training_target(self.scheduler, z_y, noise, t)
-        out = {"loss": F.mse_loss(pred.float(), target.float())}
+        out = {"loss": masked_mse(pred, target, batch.get("valid", None))}
         if o.mask_loss != "none":
             out["ddpm_loss"] = out["loss"].detach()
             out["mask_loss"] = decoded_mask_loss(self.vae, predicted_clean(self.scheduler, z_t, pred, t),
@@ -167,6 +180,7 @@ def _training_base(name, data: dict):
 def build_training_data(data: dict, seed: int=0):
     "Per-(image, class) samples for the `data` config section: the mini world, a prepared dataset, or a list of them (concatenated)."
     from digseg.data import ClassMaskSamples
+    from digseg.benchmarks import training_augment
     names = data.get("dataset", "mini_world")
     names = list(names) if isinstance(names, (list, tuple)) else [names]
     if not names: raise ValueError("`data.dataset` must name at least one dataset")
@@ -180,7 +194,7 @@ def build_training_data(data: dict, seed: int=0):
             base = subsample(base, ratio, seed=data.get("ratio_seed", 0))
         exclude = tuple(i for i, n in enumerate(base.class_names) if n == bg)
         parts.append(ClassMaskSamples(base, vocabulary=vocab, exclude=exclude, empty_rate=data.get("empty_rate", 0.2),
-                                      size=data.get("image_size", 64), seed=seed,
+                                      size=data.get("image_size", 64), seed=seed, augment_kw=training_augment(name, data),
                                       hard_negative_rate=data.get("hard_negative_rate", 0.0)))
     return parts[0] if len(parts) == 1 else ConcatSamples(parts)
 

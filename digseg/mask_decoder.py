@@ -13,6 +13,7 @@ from diffusers import ModelMixin, ConfigMixin
 from diffusers.configuration_utils import register_to_config
 from .config import check_int, check_float, check_choice, check_tensor
 from .latents import encode_mask, decode_mask, vae_scale_factor
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['DISTILL_TARGETS', 'MaskDecoder', 'decoder_flops', 'MaskDecoderDistillation', 'mini_world_masks', 'train_mask_decoder',
@@ -45,14 +46,15 @@ class MaskDecoder(ModelMixin, ConfigMixin):
         return self.head(self.up(self.stem(latent)))
 
 # %% ../nbs/10c_mask_decoder.ipynb #5f6008bb
-def _for_vae(cls, vae,              # a diffusers `AutoencoderKL`
+@patch(cls_method=True)
+def for_vae(cls: MaskDecoder, vae,              # a diffusers `AutoencoderKL`
              **config):             # other `MaskDecoder` config entries (width, min_width)
     "A `MaskDecoder` with the latent channels and scale factor of `vae`."
     return cls(latent_channels=vae.config.latent_channels, scale_factor=vae_scale_factor(vae), **config)
-MaskDecoder.for_vae = classmethod(_for_vae)
 
+@patch
 @torch.no_grad()
-def _decode(self: MaskDecoder,
+def decode(self: MaskDecoder,
             latent: Tensor,          # scaled latent (B, C, h, w) of a padded input
             size: tuple|None=None):  # (H, W) before padding (None: keep h·f, w·f)
     "A mask `(B, H, W)` in [0, 1] (float32) from a mask latent: the drop-in for `decode_mask(vae, latent, size)`."
@@ -67,7 +69,6 @@ def _decode(self: MaskDecoder,
         if H > m.shape[-2] or W > m.shape[-1]: raise ValueError(f"`size` {tuple(size)} is larger than the decoded {tuple(m.shape[-2:])}")
         m = m[..., :H, :W]
     return m
-MaskDecoder.decode = _decode
 
 # %% ../nbs/10c_mask_decoder.ipynb #35c449cf
 def decoder_flops(decoder: nn.Module,    # `MaskDecoder` or a diffusers VAE (its `decode` is counted)

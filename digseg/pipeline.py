@@ -22,7 +22,7 @@ from .mask_decoder import MaskDecoder
 
 # %% auto #0
 __all__ = ['BACKGROUND', 'propose_candidates', 'aggregate', 'pair_generators', 'working_size', 'DiGSegOutput', 'DiGSegPipeline',
-           'load_for_inference', 'check_inputs']
+           'load_for_inference']
 
 # %% ../nbs/10_pipeline.ipynb #a68e1a61
 @torch.no_grad()
@@ -146,7 +146,8 @@ def _check_mask_decoder(mask_decoder, vae):
                          f"(latent_channels={want[0]}, scale_factor={want[1]}): build it with MaskDecoder.for_vae(vae)")
 
 # %% ../nbs/10_pipeline.ipynb #7507e7be
-def _setattr(self: DiGSegPipeline, name, value):
+@patch
+def __setattr__(self: DiGSegPipeline, name, value):
     "Attribute assignment; a `mask_decoder` attached after construction is checked, placed beside the VAE and recorded."
     if name == "mask_decoder" and "mask_decoder" in self.__dict__:
         try: _check_mask_decoder(value, self.vae)
@@ -163,17 +164,16 @@ def _library_class(module):
     "What model_index.json records for a component: (library, class name), or (None, None) for none."
     return _fetch_class_library_tuple(module) if module is not None else (None, None)
 
-DiGSegPipeline.__setattr__ = _setattr
 
-def _decode_masks(self: DiGSegPipeline, latent, size):
+@patch
+def decode_masks(self: DiGSegPipeline, latent, size):
     "(P, h, w) float masks in [0, 1] from scaled mask latents: the mask decoder if attached, else the VAE decoder."
     dec = self.mask_decoder
     return (dec.decode(latent, size=size) if dec is not None else decode_mask(self.vae, latent, size=size)).float()
 
-DiGSegPipeline.decode_masks = _decode_masks
-
 # %% ../nbs/10_pipeline.ipynb #29052556
-def _from_pretrained(cls, pretrained_model_name_or_path, # a saved pipeline folder, or a hub id in the local HF cache
+@patch(cls_method=True)
+def from_pretrained(cls: DiGSegPipeline, pretrained_model_name_or_path, # a saved pipeline folder, or a hub id in the local HF cache
                      **kwargs):                          # passed on to `DiffusionPipeline.from_pretrained`
     "Load a saved DiGSeg pipeline, checked first; never downloads."
     what = "pretrained_model_name_or_path"
@@ -192,7 +192,6 @@ def _from_pretrained(cls, pretrained_model_name_or_path, # a saved pipeline fold
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
         raise ValueError(f"`{what}`: cannot load a {cls.__name__} from {root}: {e}") from e
 
-DiGSegPipeline.from_pretrained = classmethod(_from_pretrained)
 
 def load_for_inference(path,                     # a saved pipeline folder (or a hub id in the local HF cache)
                        device=None,              # default: CUDA when available, else CPU
@@ -209,6 +208,7 @@ def load_for_inference(path,                     # a saved pipeline folder (or a
     return pipe if pipe.dtype == dtype else pipe.to(dtype)
 
 # %% ../nbs/10_pipeline.ipynb #5eb701d9
+@patch
 def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_spacing, ensemble_size,
                  threshold, background_threshold, batch_size, generator, global_threshold=0.25,
                  patch_threshold=0.3, processing_resolution=None):
@@ -226,8 +226,6 @@ def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_sp
     gens = generator if isinstance(generator, (list, tuple)) else [generator]
     if not gens or not all(g is None and len(gens) == 1 or isinstance(g, torch.Generator) for g in gens):
         raise TypeError(f"`generator` must be a torch.Generator, a list of them (one per image) or None, got {generator!r}")
-
-DiGSegPipeline.check_inputs = check_inputs
 
 # %% ../nbs/10_pipeline.ipynb #ce237512
 @patch
@@ -255,8 +253,9 @@ def propose(self: DiGSegPipeline,
     return propose_candidates(self.clip, x.to(self.clip.device), self.vocabulary_embeddings(names), global_threshold, patch_threshold).cpu()
 
 # %% ../nbs/10_pipeline.ipynb #3d6837c0
+@patch
 @torch.no_grad()
-def _call(self: DiGSegPipeline,
+def __call__(self: DiGSegPipeline,
           image,                              # PIL / numpy / tensor in [0, 1] / path, or a list of them
           classes: list|None=None,            # class names to segment; None: propose from the vocabulary with CLIP
           num_inference_steps: int=1,         # DDIM steps (Fig. 8: 1 is enough with trailing spacing)
@@ -324,5 +323,3 @@ def _call(self: DiGSegPipeline,
         if first[n] != k: probs[:, k], unc[:, k] = probs[:, first[n]], unc[:, first[n]]
     return DiGSegOutput(labels=labels, probabilities=probs, masks=(probs > threshold) & candidates[:, :, None, None],
                         uncertainty=unc, candidates=candidates, classes=names)
-
-DiGSegPipeline.__call__ = _call

@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from torchvision.ops import MLP
 from .config import check_int, check_float, check_choice, check_tensor
 from .finetune import predicted_clean
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MASK_MODES', 'UNET_LAYER_SETS', 'DEFAULT_TIMESTEPS', 'kron_queries', 'ProxyKernels', 'attention_mask', 'ProxyLayer',
            'unet_layer_names', 'unet_layer_channels', 'UNetFeatures', 'denoising_schedule', 'ddim_step',
-           'GlobalQueries', 'ProxyOutput', 'ProxyQueries', 'calibrate']
+           'GlobalQueries', 'ProxyOutput', 'ProxyQueries']
 
 # %% ../nbs/11_proxy_queries.ipynb #32bd663c
 def kron_queries(basic: Tensor,      # basic kernel q^b, (n1, c1)
@@ -216,6 +217,7 @@ class ProxyQueries(nn.Module):
     def num_queries(self): return self.kernels.n
 
 # %% ../nbs/11_proxy_queries.ipynb #bbb7c289
+@patch
 def _read_layers(self: ProxyQueries, q: Tensor, feats: list):
     "Pass queries through every chosen layer in order (Eq. 3–5): (q_{L,t}, [mask logits per layer])."
     masks = []
@@ -224,6 +226,7 @@ def _read_layers(self: ProxyQueries, q: Tensor, feats: list):
         masks.append(m)
     return q, masks
 
+@patch
 def _update_memory(self: ProxyQueries, step_queries: Tensor):
     "EMA of the batch-mean q_{L,t} (the first update copies); under data parallelism, of the mean over all ranks."
     with torch.no_grad():
@@ -233,16 +236,16 @@ def _update_memory(self: ProxyQueries, step_queries: Tensor):
         rate = 1.0 if self.memory_updates == 0 else self.memory_momentum
         self.memory.lerp_(m.to(self.memory.dtype), rate); self.memory_updates += 1
 
-def _memory_queries(self: ProxyQueries, batch_size: int, source: str="memory"):
+@patch
+def memory_queries(self: ProxyQueries, batch_size: int, source: str="memory"):
     "Step queries without the U-Net: the memory of q_{L,t} ('memory'; the kernels' q_t while it is empty) or the kernels ('kernels')."
     check_choice("source", source, ("memory", "kernels"))
     q = self.memory if source == "memory" and self.memory_updates > 0 else self.kernels()
     return q[None].expand(check_int("batch_size", batch_size, 1), -1, -1, -1)
 
-ProxyQueries._read_layers, ProxyQueries._update_memory, ProxyQueries.memory_queries = _read_layers, _update_memory, _memory_queries
-
 # %% ../nbs/11_proxy_queries.ipynb #20ebe5f4
-def _proxy_forward(self: ProxyQueries,
+@patch
+def forward(self: ProxyQueries,
                    unet=None,                      # the frozen U-Net (None: no diffusion branch, use the memory)
                    latent: Tensor|None=None,       # image latents z (B, C, h, w), treated as the noisy sample
                    encoder_hidden_states: Tensor|None=None, # U-Net text conditioning, (B or 1, L, cross_dim)
@@ -269,9 +272,8 @@ def _proxy_forward(self: ProxyQueries,
     if self.training: self._update_memory(sq)
     return ProxyOutput(self.merge(sq), sq, x0, masks)
 
-ProxyQueries.forward = _proxy_forward
-
 # %% ../nbs/11_proxy_queries.ipynb #2e293e4b
+@patch
 @torch.no_grad()
 def calibrate(self: ProxyQueries,
               unet,                          # the frozen U-Net
@@ -289,5 +291,3 @@ def calibrate(self: ProxyQueries,
     if count == 0: raise ValueError("`latents` yielded no batch")
     self.memory.copy_(total / count); self.memory_updates.fill_(max(1, int(self.memory_updates)))
     return self.memory
-
-ProxyQueries.calibrate = calibrate

@@ -64,7 +64,8 @@ def _build_open_clip(arch, embed_dim, vision_cfg, text_cfg, quick_gelu):
         raise ValueError(f"`arch` must be 'custom' or an open_clip model name such as 'ViT-L-14', got {arch!r}")
     logger = logging.getLogger(); level = logger.level
     logger.setLevel(logging.ERROR)   # silence open_clip's 'no pretrained weights loaded': random init is intended
-    try: return open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu)
+    # the current default device: under `with torch.device("meta")` the model is built without memory (parameter counts)
+    try: return open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu, device=torch.get_default_device())
     finally: logger.setLevel(level)
 
 # %% ../nbs/02_text.ipynb #de8f503e
@@ -81,26 +82,28 @@ def build_tiny_clip(seed: int|None=0): # weight-init seed (None: torch's global 
         return ClipBackbone(**TINY_CLIP_CONFIG)
 
 # %% ../nbs/02_text.ipynb #32951888
-def _width(self): "Width of the text transformer (hidden-state size)."; return self.model.transformer.width
-def _embed_dim(self):
+@patch(as_prop=True)
+def width(self: ClipBackbone): "Width of the text transformer (hidden-state size)."; return self.model.transformer.width
+@patch(as_prop=True)
+def embed_dim(self: ClipBackbone):
     "Width of the joint image-text embedding space."
     p = self.model.text_projection
     return p.out_features if isinstance(p, nn.Linear) else p.shape[1]
-def _image_size(self): "(H, W) the image tower takes."; return tuple(self.model.visual.image_size)
-def _context_length(self): "Tokens per prompt (77 for CLIP)."; return self.model.context_length
-
-ClipBackbone.width, ClipBackbone.embed_dim = property(_width), property(_embed_dim)
-ClipBackbone.image_size, ClipBackbone.context_length = property(_image_size), property(_context_length)
+@patch(as_prop=True)
+def image_size(self: ClipBackbone): "(H, W) the image tower takes."; return tuple(self.model.visual.image_size)
+@patch(as_prop=True)
+def context_length(self: ClipBackbone): "Tokens per prompt (77 for CLIP)."; return self.model.context_length
 
 # %% ../nbs/02_text.ipynb #a168568c
-def _tokenizer(self):
+@patch(as_prop=True)
+def tokenizer(self: ClipBackbone):
     "The open_clip tokenizer named by `tokenizer_arch`, built on first use."
     if self._tokenizer is None:
         self._tokenizer = open_clip.get_tokenizer(self.config.tokenizer_arch, context_length=self.context_length)
     return self._tokenizer
-ClipBackbone.tokenizer = property(_tokenizer)
 
-def _tokenize(self, prompts: list[str]) -> Tensor: # prompts (already templated)
+@patch
+def tokenize(self: ClipBackbone, prompts: list[str]) -> Tensor: # prompts (already templated)
     "Token ids `(B, context_length)` of `prompts`, warning about any prompt the context truncates."
     if isinstance(prompts, str): prompts = [prompts]
     if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
@@ -110,10 +113,10 @@ def _tokenize(self, prompts: list[str]) -> Tensor: # prompts (already templated)
         long = [p for p in prompts if len(tok.encode(p)) + 2 > n]
         if long: warnings.warn(f"{len(long)} prompt(s) exceed CLIP's {n}-token context and are truncated, e.g. {long[0][:60]!r}...")
     return tok(list(prompts), context_length=n)
-ClipBackbone.tokenize = _tokenize
 
 # %% ../nbs/02_text.ipynb #327288ad
-def _encode_text(self, tokens: Tensor): # token ids (B, context_length) from `tokenize`
+@patch
+def encode_text(self: ClipBackbone, tokens: Tensor): # token ids (B, context_length) from `tokenize`
     "(hidden `(B, L, width)` after ln_final, pooled `(B, embed_dim)` L2-normalised) of CLIP's text tower."
     check_tensor("tokens", tokens, ndim=2)
     if tokens.dtype != torch.long: raise TypeError(f"`tokens` must be a LongTensor of token ids, got {tokens.dtype}")
@@ -124,10 +127,10 @@ def _encode_text(self, tokens: Tensor): # token ids (B, context_length) from `to
     pooled = text_global_pool(hidden, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
     pooled = m.text_projection(pooled) if isinstance(m.text_projection, nn.Linear) else pooled @ m.text_projection
     return hidden, F.normalize(pooled, dim=-1)
-ClipBackbone.encode_text = _encode_text
 
 # %% ../nbs/02_text.ipynb #a8e57b7f
-def _encode_image(self, images: Tensor): # (B, 3, H, W) already resized and normalised (see `preprocess`)
+@patch
+def encode_image(self: ClipBackbone, images: Tensor): # (B, 3, H, W) already resized and normalised (see `preprocess`)
     "(global `(B, embed_dim)`, patches `(B, N, embed_dim)`), both L2-normalised, of CLIP's image tower."
     check_tensor("images", images, ndim=4, channels=3, floating=True)
     v = self.model.visual
@@ -136,10 +139,10 @@ def _encode_image(self, images: Tensor): # (B, 3, H, W) already resized and norm
     pooled, tokens = v._pool(x)     # ln_post already applied to both (standard CLIP ViT)
     if v.proj is not None: pooled, tokens = pooled @ v.proj, tokens @ v.proj
     return F.normalize(pooled, dim=-1), F.normalize(tokens, dim=-1)
-ClipBackbone.encode_image = _encode_image
 
 # %% ../nbs/02_text.ipynb #744add6c
-def _preprocess(self, images: Tensor): # (B, 3, H, W) in [0, 1]
+@patch
+def preprocess(self: ClipBackbone, images: Tensor): # (B, 3, H, W) in [0, 1]
     "Resize `images` (in [0, 1]) to the image tower's size and normalise them with CLIP's mean/std."
     check_tensor("images", images, ndim=4, channels=3, floating=True)
     if images.min() < 0 or images.max() > 1: raise ValueError("`images` must be in [0, 1]")
@@ -148,7 +151,6 @@ def _preprocess(self, images: Tensor): # (B, 3, H, W) in [0, 1]
     std = torch.tensor(cfg.get("std", OPENAI_DATASET_STD), device=images.device, dtype=images.dtype)
     x = F.interpolate(images, size=self.image_size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
     return (x - mean[:, None, None])/std[:, None, None]
-ClipBackbone.preprocess = _preprocess
 
 # %% ../nbs/02_text.ipynb #2e605d26
 OPEN_CLIP_CONFIG = "open_clip_config.json"      # open_clip's hub layout: this config beside the weights
@@ -165,7 +167,8 @@ def read_open_clip_folder(folder: str|Path): # a folder in open_clip's hub layou
     except (ValueError, KeyError) as e: raise ValueError(f"`pretrained_path`: {p/OPEN_CLIP_CONFIG} is not an open_clip config with a 'model_cfg' ({e})") from None
     return model_cfg, weights
 
-def _from_open_clip(cls,
+@patch(cls_method=True)
+def from_open_clip(cls: ClipBackbone,
                     arch: str,                   # open_clip model name, or 'custom' (from a folder: its config; else pass embed_dim, vision_cfg, text_cfg)
                     pretrained_path: str|Path,   # an open_clip checkpoint file, or a folder in open_clip's hub layout
                     **config):                   # other `ClipBackbone` config entries
@@ -185,7 +188,6 @@ def _from_open_clip(cls,
     open_clip.load_checkpoint(m.model, str(p))
     m.requires_grad_(False); m.eval(); m._key = None
     return m
-ClipBackbone.from_open_clip = classmethod(_from_open_clip)
 
 # %% ../nbs/02_text.ipynb #9cc2c4e7
 @patch
@@ -208,7 +210,8 @@ def _text_tensors(self):
     "The named tensors that determine text features (everything but the image tower and logit scale/bias)."
     return [(n, t) for n, t in self.model.state_dict(keep_vars=True).items() if not n.startswith(("visual.", "logit_"))]
 
-def _cache_key(self):
+@patch(as_prop=True)
+def cache_key(self: ClipBackbone):
     "A hex key for (config, text-tower weights): the `model_key` of `TextEmbeddingCache`."
     tensors = _text_tensors(self)
     stamp = tuple((n, t.data_ptr(), t._version) for n, t in tensors)
@@ -218,7 +221,6 @@ def _cache_key(self):
             h.update(n.encode()); h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         self._key = (stamp, h.hexdigest()[:20])
     return self._key[1]
-ClipBackbone.cache_key = property(_cache_key)
 
 # %% ../nbs/02_text.ipynb #c3ce6b17
 class TextProjection(ModelMixin, ConfigMixin):

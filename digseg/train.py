@@ -11,11 +11,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from .config import check_int, check_float, check_choice
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CKPT_PREFIX', 'TRAJECTORY_KEYS', 'EpochPermutation', 'step_generator', 'save_checkpoint', 'list_checkpoints',
-           'load_checkpoint', 'TrainConfig', 'optimizer_groups', 'NonFiniteLoss', 'Trainer', 'save', 'resume', 'fit',
-           'read_log']
+           'load_checkpoint', 'TrainConfig', 'optimizer_groups', 'NonFiniteLoss', 'Trainer', 'read_log']
 
 # %% ../nbs/09_train.ipynb #954431c4
 class EpochPermutation(Sampler):
@@ -159,11 +159,13 @@ class Trainer:
         self.step, self.elapsed, self._stop = 0, 0.0, False
 
 # %% ../nbs/09_train.ipynb #feff34de
+@patch
 def _trainable_state(self: Trainer):
     "The trainable weights by name."
     named = dict(self.accelerator.unwrap_model(self.module).named_parameters())
     return {n: named[n] for n in self.names}
 
+@patch
 def _persistent_buffers(self: Trainer):
     "The module's persistent buffers by name (running statistics the forward pass updates, e.g. DEDOS's query memory)."
     m = self.accelerator.unwrap_model(self.module); saved = m.state_dict(keep_vars=True)
@@ -174,9 +176,10 @@ def _last_good(self: Trainer):
     cks = list_checkpoints(self.run_dir)
     return f"the last good checkpoint, {cks[-1]}, is kept" if cks else f"no checkpoint was written yet in {self.run_dir}"
 
+@patch
 def save(self: Trainer):
     "Write a checkpoint of the current step (never of non-finite weights) and drop the oldest beyond `keep_checkpoints`."
-    weights, buffers = _trainable_state(self), _persistent_buffers(self)   # checked on every process, so all stop together
+    weights, buffers = self._trainable_state(), self._persistent_buffers()   # checked on every process, so all stop together
     bad = [n for n, t in {**weights, **buffers}.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad: raise NonFiniteLoss(f"weights {bad[:3]} are NaN or infinite at step {self.step} (non-finite gradients?): "
                                 f"not saved; {_last_good(self)}")
@@ -201,6 +204,7 @@ def _newest_loadable(run_dir):
     if cks: raise ValueError(f"every checkpoint in {Path(run_dir)/'checkpoints'} is damaged: delete them to start afresh, or pass resume=False")
     return None
 
+@patch
 def resume(self: Trainer):
     "Load the newest complete checkpoint, if any; return its step (0 when starting fresh)."
     if self.accelerator.is_main_process:   # litter of killed writes and prunes: never loadable, so removed
@@ -223,7 +227,7 @@ def resume(self: Trainer):
     changed = [k for k in TRAJECTORY_KEYS if k in old and old[k] != now[k]]
     if changed: warnings.warn(f"resuming {ck} with changed {', '.join(f'{k} {old[k]!r} -> {now[k]!r}' for k in changed)}: "
                               f"the run will not match an uninterrupted one")
-    buffers, saved = _persistent_buffers(self), state.get("buffers")
+    buffers, saved = self._persistent_buffers(), state.get("buffers")
     if saved is None:   # a checkpoint written before buffers were saved: they restart from their initial values
         if buffers: warnings.warn(f"checkpoint {ck} holds no buffers: {sorted(buffers)[:3]} restart from their initial values")
     elif set(saved) != set(buffers) or any(saved[n].shape != b.shape for n, b in buffers.items()):
@@ -236,9 +240,8 @@ def resume(self: Trainer):
     self.step, self.elapsed = meta["step"], meta.get("elapsed", 0.0)
     return self.step
 
-Trainer._trainable_state, Trainer._persistent_buffers, Trainer.save, Trainer.resume = _trainable_state, _persistent_buffers, save, resume
-
 # %% ../nbs/09_train.ipynb #d86b873c
+@patch
 def _batches(self: Trainer, start_micro: int):
     "Endless micro-batches from micro-step `start_micro` on, crossing epochs deterministically."
     per_epoch = len(self.loader); epoch, offset = divmod(start_micro, per_epoch)
@@ -250,6 +253,7 @@ def _batches(self: Trainer, start_micro: int):
         yield from loader
         epoch, offset = epoch + 1, 0
 
+@patch
 def _log(self: Trainer, record: dict):
     with open(self.run_dir/"log.jsonl", "a") as f: f.write(json.dumps(record) + "\n")
 
@@ -261,6 +265,7 @@ def _parse_log(text: str):
         except ValueError: pass
     return [r for r in out if isinstance(r, dict) and "step" in r]
 
+@patch
 def _truncate_log(self: Trainer):
     "Drop log lines after the resumed step (and torn ones), so a resumed run's log reads as one run."
     p = self.run_dir/"log.jsonl"
@@ -268,9 +273,8 @@ def _truncate_log(self: Trainer):
     keep = [r for r in _parse_log(p.read_text()) if r["step"] <= self.step]
     tmp = p.with_name("log.jsonl.tmp"); tmp.write_text("".join(json.dumps(r) + "\n" for r in keep)); os.replace(tmp, p)
 
-Trainer._batches, Trainer._log, Trainer._truncate_log = _batches, _log, _truncate_log
-
 # %% ../nbs/09_train.ipynb #6441a999
+@patch
 def fit(self: Trainer, resume: bool=True, # continue from the newest complete checkpoint
         max_steps: int|None=None):        # stop early at this step (default: config.max_steps)
     "Train until `max_steps`; checkpoint every `checkpoint_every` steps, on SIGINT/SIGTERM, and at the end."
@@ -317,7 +321,6 @@ def _install_stop_handlers(trainer):
     if threading.current_thread() is not threading.main_thread(): return {}
     return {s: signal.signal(s, lambda *_: setattr(trainer, "_stop", True)) for s in (signal.SIGINT, signal.SIGTERM)}
 
-Trainer.fit = fit
 
 def read_log(run_dir):
     "The loss log of a run as a list of dicts."
