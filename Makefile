@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: install reproduce test check-sync nbtest pytest clean
+.PHONY: install reproduce test check-sync readme nbtest pytest clean
 
 install: $(VENV)/.installed
 
@@ -24,13 +24,19 @@ $(VENV)/.installed: settings.ini setup.py pyproject.toml
 reproduce: install
 	$(BIN)/digseg reproduce --profile $(PROFILE)
 
-# CI fails if the exported module or the cleaned notebooks differ from what is committed.
+# README.md is written from nbs/index.ipynb (the front page). nbdev_readme would render it with Quarto, which
+# cannot be installed here (the quarto-cli package downloads its binary at install time): nbconvert does it.
+readme: install
+	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level ERROR nbs/index.ipynb > README.md
+
+# CI fails if the exported module, the cleaned notebooks or the README differ from what is committed.
 check-sync: install
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
-	@if [ -n "$$(git status --porcelain -- digseg nbs)" ]; then \
-	  git status --porcelain -- digseg nbs; git --no-pager diff --stat -- digseg nbs; \
-	  echo "nbdev_export/nbdev_clean changed files: export and clean the notebooks, then commit."; exit 1; fi
+	$(MAKE) --no-print-directory readme
+	@if [ -n "$$(git status --porcelain -- digseg nbs README.md)" ]; then \
+	  git status --porcelain -- digseg nbs README.md; git --no-pager diff --stat -- digseg nbs README.md; \
+	  echo "nbdev_export/nbdev_clean/make readme changed files: export and clean the notebooks, make readme, then commit."; exit 1; fi
 
 nbtest: install
 	$(BIN)/nbdev_test --n_workers 2 --timing

@@ -139,7 +139,9 @@ def dtype_of(name: str):
 
 def build_pipeline(size: str, device="cpu", dtype=torch.float32, seed: int = 0):
     "A DiGSeg pipeline with random weights of the `size` architecture (speed does not depend on weights)."
-    from digseg.models import build_unet, build_vae, build_tiny_pipeline, assemble_pipeline, MINI_CLIP_CONFIG, _seeded
+    from digseg.models import build_unet, build_vae, _seeded
+    from digseg.components import MINI_CLIP_CONFIG
+    from digseg.pipeline import build_tiny_pipeline, assemble_pipeline
     from digseg.text import ClipBackbone
     if size not in SIZES: raise SystemExit(f"--size must be one of {SIZES}, got {size!r}")
     dev = torch.device(device)

@@ -28,7 +28,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     dev = C.setup(args)
     from diffusers import UNet2DConditionModel
-    from digseg.models import MINI_UNET_CONFIG
+    from digseg.components import MINI_UNET_CONFIG
     rows, batch = (8, 4) if args.quick else (args.rows, args.batch)
     heads = {"old: 8 heads": OLD_HEADS, f"now: {MINI_UNET_CONFIG['attention_head_dim']}": MINI_UNET_CONFIG["attention_head_dim"]}
     g = torch.Generator().manual_seed(args.seed)

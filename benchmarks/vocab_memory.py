@@ -25,7 +25,7 @@ def _rss_mb():
 
 def one_mode(return_maps: bool, classes: int, size: int, seed: int = 0):
     "Run in a fresh process: {'peak_mb': peak RSS above the warmed-up baseline, 'labels': label hash}."
-    from digseg.models import build_tiny_pipeline
+    from digseg.pipeline import build_tiny_pipeline
     torch.manual_seed(seed)
     names = [f"class {i}" for i in range(classes)]
     pipe = build_tiny_pipeline(seed=seed)

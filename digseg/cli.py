@@ -39,7 +39,7 @@ def segment_files(pipe, paths: list, classes: list, out_dir, **pipe_kwargs):
     "Run `pipe` on each image file; write <stem>_labels.png and <stem>_overlay.png to `out_dir`."
     from PIL import Image
     from digseg.latents import image_to_tensor
-    from digseg.evaluate import overlay   # imported here: `digseg --help` stays fast
+    from digseg.overlays import overlay   # imported here: `digseg --help` stays fast
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); written = []
     for p in paths:
         x = (image_to_tensor(p) + 1)/2
@@ -98,7 +98,8 @@ def eval_dataset(dataset: str|None=None, # benchmark name, 'mini_world' or None
 
 def eval_kwargs(name: str, settings: dict):
     "`evaluate` keyword arguments: the protocol of `name`, overridden by the settings given."
-    from digseg.evaluate import EVAL_PROTOCOLS, eval_protocol, check_protocol
+    from digseg.benchmarks import EVAL_PROTOCOLS, eval_protocol
+    from digseg.predict import check_protocol
     from digseg.data import seen_class_names, UNSEEN_COMPOSITIONS
     kw = eval_protocol(name) if name in EVAL_PROTOCOLS else {}
     if settings.get("mode") is not None and settings["mode"] != kw.get("mode"):
@@ -128,7 +129,7 @@ _EVAL_EPILOG = """examples:
   digseg evaluate --model MODEL --dataset cityscapes --mode whole --resize-short 512 --out eval/cs_whole
   digseg evaluate --config configs/paper/train.yaml --dataset pc59 --limit 100
 
-Each benchmark is evaluated with its protocol (digseg.evaluate.EVAL_PROTOCOLS); --mode, --crop-size,
+Each benchmark is evaluated with its protocol (digseg.benchmarks.EVAL_PROTOCOLS); --mode, --crop-size,
 --stride and --resize-short override it. Predictions are cached in --out/preds: a rerun resumes."""
 
 def _add_evaluate(sub):

@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['PROFILES', 'check_int', 'check_float', 'check_choice', 'check_tensor', 'seed_everything', 'default_device',
            'default_dtype', 'count_flops', 'Profile', 'get_profile', 'project_root', 'cache_dir', 'runs_dir',
-           'data_root']
+           'data_root', 'temporary_name', 'atomic_write']
 
 # %% ../nbs/00_config.ipynb #51ef5451
 def check_int(name: str,           # argument name, used in the message
@@ -159,3 +159,16 @@ def runs_dir(profile: str="mini"): # profile name
 def data_root():
     "Where `data_scripts/` write prepared benchmarks and configs, notebooks and `digseg evaluate` read them: `$DIGSEG_DATA` or `<root>/datasets/digseg`."
     return Path(os.environ.get("DIGSEG_DATA") or project_root()/"datasets"/"digseg")
+
+# %% ../nbs/00_config.ipynb #52c2fd60
+def temporary_name(path): # the file to be written
+    "The hidden temporary `path` is written through: '.<name>.tmp' beside it (no *.png / *.json suffix, so globs skip it)."
+    path = Path(path); return path.with_name(f".{path.name}.tmp")
+
+def atomic_write(path,    # the file to write
+                 write):  # write(tmp_path): writes the content to the temporary path
+    "Call `write` on a hidden temporary, then rename it over `path`: a kill leaves `path` whole or absent."
+    path = Path(path); tmp = temporary_name(path)
+    try: write(tmp); os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+    return path

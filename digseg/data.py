@@ -15,9 +15,9 @@ from .config import check_int, check_float, check_choice
 
 # %% auto #0
 __all__ = ['COLOURS', 'SHAPES', 'DOMAINS', 'BACKGROUND', 'UNSEEN_COMPOSITIONS', 'SPLITS', 'world_class_names', 'shape_mask',
-           'background', 'WorldConfig', 'render_scene', 'seen_class_names', 'MiniWorld', 'label_to_png',
-           'write_dataset_info', 'write_split', 'SegFolder', 'list_images', 'read_dataset_info', 'augment',
-           'ClassMaskSamples', 'SemanticSamples']
+           'background', 'WorldConfig', 'render_scene', 'seen_class_names', 'class_subsets', 'MiniWorld',
+           'label_to_png', 'write_dataset_info', 'write_split', 'SegFolder', 'list_images', 'read_dataset_info',
+           'augment', 'ClassMaskSamples', 'SemanticSamples']
 
 # %% ../nbs/07_data.ipynb #58d7d23c
 COLOURS = {"red": (215, 45, 40), "green": (45, 170, 65), "blue": (45, 85, 215), "yellow": (230, 205, 45)}
@@ -139,6 +139,17 @@ def seen_class_names():
 def _item_seed(seed, split, index):
     "A stable 64-bit seed for (seed, split, index): independent of Python's hash randomisation."
     return int.from_bytes(hashlib.sha256(f"{seed}/{split}/{index}".encode()).digest()[:8], "little")
+
+# %% ../nbs/07_data.ipynb #9604f2d5
+def class_subsets(subsets: dict|None): # {name: class-name list, or the mini world's 'seen' / 'unseen'}
+    "Class subsets by name, the mini world's 'seen' / 'unseen' shorthands expanded to their class lists (None when empty)."
+    if subsets is not None and not isinstance(subsets, dict): raise TypeError(f"`subsets` must be a mapping of names to class lists, got {subsets!r}")
+    named = {"seen": seen_class_names(), "unseen": list(UNSEEN_COMPOSITIONS)}
+    out = {}
+    for k, v in (subsets or {}).items():
+        if isinstance(v, str) and v not in named: raise ValueError(f"`subsets`[{k!r}]: {v!r} is not 'seen' or 'unseen'; give a list of class names")
+        out[k] = named[v] if isinstance(v, str) else list(v)
+    return out or None
 
 # %% ../nbs/07_data.ipynb #74a0680c
 class MiniWorld(Dataset):

@@ -10,14 +10,23 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 import torch
-from .config import check_int, check_choice
+from .config import check_int, check_choice, data_root, count_flops
 from .dedos import DEDOSConfig, DEDOSModel, DEDOSTrainingModule, TINY_DEDOS_CONFIG, TABLE3_ROWS
+from .models import build_unet, build_vae, load_sd2
+from .text import build_tiny_clip, ClipBackbone
+from .prior import load_prior, pretrain_prior, PriorConfig
+from .data import MiniWorld, SegFolder, SemanticSamples, seen_class_names, world_class_names
+from .benchmarks import BENCHMARKS, load_benchmark, subsample, training_augment
+from .latents import encode_image
+from .finetune import load_config
+from .train import Trainer, TrainConfig
+from .evaluate import evaluate
 
 # %% auto #0
 __all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'CALIBRATION_IMAGES', 'DEDOS_PARTS', 'dedos_config',
            'null_text_states', 'save_null_text', 'build_dedos', 'build_semantic_data', 'save_dedos', 'load_dedos',
-           'calibrate_memory', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'train_dedos_model', 'run_dedos_eval',
-           'frozen', 'dedos_efficiency', 'dedos_parameter_table']
+           'calibrate_memory', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'frozen', 'dedos_efficiency',
+           'dedos_parameter_table']
 
 # %% ../nbs/13_dedos_train.ipynb #ce2c7cff
 MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, ffn_dim=128,
@@ -75,19 +84,14 @@ def build_dedos(model: dict): # the `model` section of a run config
     "An untrained `DEDOSModel` of the spec a `model` section names, seeded by `model.seed`."
     cfg, spec, seed = dedos_config(model), model.get("spec", "mini"), check_int("model.seed", model.get("seed", 0), 0)
     if spec == "tiny":
-        from digseg.models import build_unet, build_vae
-        from digseg.text import build_tiny_clip
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return DEDOSModel(build_vae("tiny", seed=None), build_unet("tiny", seed=None), build_tiny_clip(seed=None), cfg)
     if spec == "mini":
-        from digseg.prior import load_prior, pretrain_prior, PriorConfig
         prior = model.get("prior_dir") or pretrain_prior(PriorConfig(**model.get("prior", {})))
         unet, vae, clip = load_prior(prior)
         null = None
     else:
-        from digseg.models import load_sd2
-        from digseg.text import ClipBackbone
         if not model.get("clip_weights"): raise ValueError("`model.clip_weights`: pass the path of an open_clip checkpoint of the CLIP (digseg never downloads)")
         sd = model.get("sd2_path", "stabilityai/stable-diffusion-2-1")
         unet, vae, sched = load_sd2(sd)
@@ -109,23 +113,18 @@ def _sd_null_text(given, sd_path):
 def build_semantic_data(data: dict,   # the `data` section of a run config
                         seed: int=0):
     "(SemanticSamples, class names, their dataset label ids) for a `data` section."
-    from digseg.data import MiniWorld, SegFolder, SemanticSamples, seen_class_names, world_class_names
     name = data.get("dataset", "mini_world")
     if name == "mini_world":
         base = MiniWorld(data.get("split", "train"), size=data.get("size", 4000), seed=data.get("world_seed", 0))
         names = [n for n in world_class_names() if n in seen_class_names() or n == "background"]
     else:
-        from digseg.benchmarks import BENCHMARKS, load_benchmark
-        from digseg.config import data_root
         if name in BENCHMARKS: base = load_benchmark(name, data.get("root") or data_root(), data.get("split", "train"), on_error=data.get("on_error", "raise"))
         else: base = SegFolder(name, data.get("split", "train"), on_error=data.get("on_error", "raise"))
         names = list(base.class_names)
     if data.get("ratio", 1.0) < 1.0:
-        from digseg.benchmarks import subsample
         base = subsample(base, data["ratio"], seed=data.get("ratio_seed", 0))
     ids = [list(base.class_names).index(n) for n in names]
     # the test scale of the benchmark (CAT-Seg's shorter side 640), then data.augment, e.g. {flip: false, scale: [1, 1]}
-    from digseg.benchmarks import training_augment
     return SemanticSamples(base, size=data.get("image_size", 64), seed=seed, augment_kw=training_augment(name, data, "dedos")), names, ids
 
 # %% ../nbs/13_dedos_train.ipynb #007e9e3c
@@ -172,7 +171,6 @@ CALIBRATION_IMAGES = 64   # training images whose mean proxy queries become the 
 def calibrate_memory(model: DEDOSModel, data, device=None, images: int=CALIBRATION_IMAGES, batch: int=8):
     "Set `model`'s proxy-query memory to the mean over the first `images` items of `data` (no-op without proxy queries)."
     if model.proxy is None: return None
-    from digseg.latents import encode_image
     n = min(images, len(data)); device = device or next(model.parameters()).device
     def latents():
         for s in range(0, n, batch):
@@ -185,8 +183,6 @@ def train_dedos(config,                    # dict or YAML path (see `digseg.fine
                 resume: bool=True,         # continue from the newest checkpoint of output_dir
                 max_steps: int|None=None): # stop early
     "Train DEDOS as a config says; return the folder of the saved model."
-    from digseg.finetune import load_config
-    from digseg.train import Trainer, TrainConfig
     cfg = load_config(config)
     if (cfg.get("model") or {}).get("method", "dedos") != "dedos" or "objective" in cfg:
         raise ValueError("`config` describes a DiGSeg model (model.method 'digseg' or an `objective` section): train it with "
@@ -219,31 +215,7 @@ class DEDOSSegmenter:
 
 def evaluate_dedos(model: DEDOSModel, dataset, out_dir=None, **kwargs): # other `evaluate` arguments (limit, subsets, ...)
     "Score DEDOS on `dataset` with `digseg.evaluate.evaluate`, every class (background included) prompted."
-    from digseg.evaluate import evaluate
     return evaluate(DEDOSSegmenter(model), dataset, out_dir=out_dir, background=None, threshold=0.0, **kwargs)
-
-# %% ../nbs/13_dedos_train.ipynb #055543d5
-def train_dedos_model(cfg: dict): # a full run config with `train.output_dir` (see `digseg.experiments.train_config`)
-    "Train (or resume, or reuse if finished) the DEDOS model of a config; return (model, its folder)."
-    out = Path(cfg["train"]["output_dir"])/"model"
-    done = out/CONFIG_NAME
-    if not (done.exists() and json.loads(done.read_text()).get("train_config") == json.loads(json.dumps(cfg, default=str))):
-        out = train_dedos(cfg)
-    from digseg.config import default_device
-    return load_dedos(out).to(default_device()), out   # evaluated on the GPU when there is one
-
-def run_dedos_eval(model: DEDOSModel, folder, spec: dict, exp): # model, its folder, an eval spec, the Experiment
-    "Evaluate DEDOS on a dataset spec (resumable, cached beside the model); return the metrics dict."
-    import hashlib
-    from digseg.experiments import eval_dataset, SMOKE_EVAL, _subsets
-    from digseg.benchmarks import eval_protocol
-    ds = eval_dataset(spec, exp)
-    limit = SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit")
-    # the benchmark's geometry (resize, sliding window); DEDOS prompts every class, background included
-    geometry = {k: v for k, v in eval_protocol(spec.get("name", "mini_world"), "dedos").items() if k in ("mode", "crop_size", "stride", "resize_short")}
-    key = hashlib.sha256(json.dumps(["dedos", spec, limit], sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return evaluate_dedos(model, ds, out_dir=Path(folder)/"eval"/key, limit=limit, progress=not exp.smoke,
-                          subsets=_subsets(spec.get("subsets")), **geometry)
 
 # %% ../nbs/13_dedos_train.ipynb #8b76dfa6
 DEDOS_PARTS = ("proxy", "refinement", "texture", "pixel_decoder", "decoder", "clip")
@@ -263,7 +235,6 @@ def dedos_efficiency(model: DEDOSModel,    # trained or random
                      class_names: list,    # the vocabulary (its size sets the text and classification cost)
                      seed: int=0):         # seed of the random test image
     "Table 7's counts: learnable parameters (M, per part) and GFLOPs (fvcore convention) per image and per vocabulary."
-    from digseg.config import count_flops
     if not isinstance(model, DEDOSModel): raise TypeError(f"`model` must be a DEDOSModel, got {type(model).__name__}")
     check_int("resolution", resolution, 8)
     trained = lambda m: 0 if m is None else sum(p.numel() for p in m.parameters() if p.requires_grad)

@@ -7,13 +7,23 @@ from __future__ import annotations
 import copy, hashlib, json, os, tempfile
 from pathlib import Path
 import yaml
-from .config import project_root, runs_dir, get_profile, check_choice
+from .config import project_root, runs_dir, get_profile, check_choice, data_root, default_device, atomic_write
+from .prior import PriorConfig
+from .pipeline import load_for_inference
+from .finetune import train_digseg
+from .benchmarks import mess_datasets, BENCHMARKS, ALIASES, get_benchmark, _mess_key, load_benchmark, MessFolder
+from .train import list_checkpoints, load_checkpoint
+from .data import MiniWorld, WorldConfig, class_subsets
+from .evaluate import evaluate, TAU_BG_GRID, choose_background_threshold
+from .benchmarks import eval_protocol
+from .dedos_train import train_dedos, load_dedos, evaluate_dedos, CONFIG_NAME
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'injected_config', 'Experiment', 'prior_key',
            'train_config', 'train_model', 'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable',
-           'eval_dataset', 'eval_settings', 'run_eval', 'run_calibration', 'paper_numbers', 'paper_value', 'row',
-           'write_results', 'save_figure']
+           'eval_dataset', 'eval_settings', 'run_eval', 'train_dedos_model', 'run_dedos_eval', 'run_calibration',
+           'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure', 'grouped_bars']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -93,7 +103,6 @@ def prior_key(cfg: dict): # a training config
     "Cache key of the mini prior the config's model starts from; None when it names no mini prior."
     m = cfg.get("model") or {}
     if m.get("spec") != "mini" or m.get("prior_dir"): return None
-    from digseg.prior import PriorConfig
     return PriorConfig(**m.get("prior", {})).key()
 
 def train_config(exp: Experiment,          # the experiment asking
@@ -112,8 +121,6 @@ def train_config(exp: Experiment,          # the experiment asking
 
 def train_model(cfg: dict, progress: bool=True):
     "Train (or resume, or load if finished) the model of a `train_config`; return its pipeline."
-    from digseg.pipeline import load_for_inference
-    from digseg.finetune import train_digseg
     out = Path(cfg["train"]["output_dir"])/"model"
     done = out/"train_config.json"
     if not (done.exists() and json.loads(done.read_text()) == json.loads(json.dumps(cfg, default=str))):
@@ -163,7 +170,6 @@ def _eval_specs(cfg):
     "Every evaluation dataset spec (a dict naming a dataset) of an experiment config; `datasets: mess` is every MESS set."
     if isinstance(cfg, dict):
         if cfg.get("datasets") == "mess":
-            from digseg.benchmarks import mess_datasets
             yield from ({"name": "mess", "dataset": k} for k in mess_datasets())
         if cfg.get("name") == "mess" or (isinstance(cfg.get("name"), str) and "split" in cfg): yield cfg
         for k, v in cfg.items():
@@ -173,7 +179,6 @@ def _eval_specs(cfg):
 
 def _dataset_need(name, root, split):
     "(what, path): the folder a prepared dataset's `split` must have (a benchmark under `root`, or a folder)."
-    from digseg.benchmarks import BENCHMARKS, ALIASES, get_benchmark
     if ALIASES.get(str(name).lower(), name) in BENCHMARKS:
         b, root = get_benchmark(name), Path(root)
         split = split or b.eval_split
@@ -182,7 +187,6 @@ def _dataset_need(name, root, split):
 
 def missing_inputs(exp: Experiment):
     "'what: path' for every weight file and prepared dataset `exp` reads that does not exist (empty: ready to run)."
-    from digseg.config import data_root
     need = []   # (what, path or None when the config does not say)
     for label, cfg in experiment_models(exp).items():
         m, data = cfg.get("model") or {}, cfg.get("data") or {}
@@ -198,7 +202,6 @@ def missing_inputs(exp: Experiment):
             need.append((f"{label}: training data {what}", p))
     for spec in _eval_specs(exp.cfg):
         if spec.get("name") == "mess":
-            from digseg.benchmarks import mess_datasets, _mess_key
             lay = mess_datasets()[_mess_key(spec["dataset"])]
             need.append((f"MESS {lay['name']}", Path(spec.get("root") or data_root()/"mess")/lay["image_dir"]))
         elif spec["name"] != "mini_world": need.append(("evaluation " + (w := _dataset_need(spec["name"], spec.get("root") or data_root(), spec.get("split")))[0], w[1]))
@@ -208,13 +211,11 @@ def missing_inputs(exp: Experiment):
 # %% ../nbs/20_experiments.ipynb #32573325
 def checkpoints_of(cfg: dict):
     "(step, elapsed seconds, checkpoint folder) of every kept checkpoint of a training config."
-    from digseg.train import list_checkpoints
     return [(int(json.loads((c/"meta.json").read_text())["step"]), float(json.loads((c/"meta.json").read_text()).get("elapsed", 0)), c)
             for c in list_checkpoints(cfg["train"]["output_dir"])]
 
 def load_trainable(pipe, checkpoint):
     "Load a checkpoint's trainable weights (`unet.*`, `text_projection.*`) into `pipe` in place; return it."
-    from digseg.train import load_checkpoint
     weights, _, _ = load_checkpoint(checkpoint)
     for comp in {k.split(".", 1)[0] for k in weights}:
         sub = {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(comp + ".")}
@@ -228,12 +229,9 @@ def eval_dataset(spec: dict, exp: Experiment|None=None):
     spec = dict(spec); name = spec.pop("name", "mini_world")
     smoke = exp is not None and exp.smoke
     if name == "mini_world":
-        from digseg.data import MiniWorld, WorldConfig
         size = SMOKE_EVAL["limit"] if smoke else spec.get("size", 200)
         wc = WorldConfig(image_size=SMOKE_EVAL["size"] if smoke else spec.get("image_size", 64))
         return MiniWorld(spec.get("split", "val"), size=size, seed=spec.get("seed", 0), cfg=wc)
-    from digseg.benchmarks import load_benchmark, MessFolder
-    from digseg.config import data_root
     if name == "mess":   # {name: mess, dataset: BDD100K}: one of MESS's datasets, prepared by mess-benchmark under <data>/mess
         if "dataset" not in spec: raise ValueError(f"a MESS spec needs `dataset` (e.g. 'BDD100K'), got {spec}")
         return MessFolder(spec["dataset"], spec.get("root") or data_root()/"mess", on_error=spec.get("on_error", "raise"))
@@ -242,7 +240,6 @@ def eval_dataset(spec: dict, exp: Experiment|None=None):
 # %% ../nbs/20_experiments.ipynb #88bba7ce
 def eval_settings(spec: dict, **pipe_kwargs):
     "The `evaluate` keyword arguments of a dataset spec: its benchmark's protocol, overridden by `pipe_kwargs`."
-    from digseg.evaluate import eval_protocol
     name = spec.get("name", "mini_world")
     try: proto = eval_protocol(name)
     except ValueError: proto = {}                                  # a folder that is no benchmark: whole images
@@ -251,7 +248,6 @@ def eval_settings(spec: dict, **pipe_kwargs):
 
 def run_eval(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
     "Evaluate `pipe` on a dataset spec with its benchmark's protocol (resumable, shared by experiments); return the metrics dict."
-    from digseg.evaluate import evaluate
     ds = eval_dataset(spec, exp)
     limit = SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit")
     kw = eval_settings(spec, **pipe_kwargs)
@@ -263,20 +259,33 @@ def run_eval(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
     key = hashlib.sha256(json.dumps([spec, limit, {**asked, **extra}], sort_keys=True, default=str).encode()).hexdigest()[:12]
     home = Path(pipe.config._name_or_path or exp.out)
     out = (home if home.is_dir() else exp.out)/"eval"/key
-    return evaluate(pipe, ds, out_dir=out, limit=limit, progress=not exp.smoke, subsets=_subsets(spec.get("subsets")), **kw)
+    return evaluate(pipe, ds, out_dir=out, limit=limit, progress=not exp.smoke, subsets=class_subsets(spec.get("subsets")), **kw)
 
-def _subsets(subsets: dict|None):
-    "Class subsets by name; the mini world's 'seen' / 'unseen' shorthands expand to their class lists."
-    from digseg.data import seen_class_names, UNSEEN_COMPOSITIONS
-    named = {"seen": seen_class_names(), "unseen": list(UNSEEN_COMPOSITIONS)}
-    return {k: named[v] if isinstance(v, str) else list(v) for k, v in (subsets or {}).items()} or None
+
+# %% ../nbs/20_experiments.ipynb #055543d5
+def train_dedos_model(cfg: dict): # a full run config with `train.output_dir` (see `digseg.experiments.train_config`)
+    "Train (or resume, or reuse if finished) the DEDOS model of a config; return (model, its folder)."
+    out = Path(cfg["train"]["output_dir"])/"model"
+    done = out/CONFIG_NAME
+    if not (done.exists() and json.loads(done.read_text()).get("train_config") == json.loads(json.dumps(cfg, default=str))):
+        out = train_dedos(cfg)
+    return load_dedos(out).to(default_device()), out   # evaluated on the GPU when there is one
+
+def run_dedos_eval(model, folder, spec: dict, exp): # model, its folder, an eval spec, the Experiment
+    "Evaluate DEDOS on a dataset spec (resumable, cached beside the model); return the metrics dict."
+    ds = eval_dataset(spec, exp)
+    limit = SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit")
+    # the benchmark's geometry (resize, sliding window); DEDOS prompts every class, background included
+    geometry = {k: v for k, v in eval_protocol(spec.get("name", "mini_world"), "dedos").items() if k in ("mode", "crop_size", "stride", "resize_short")}
+    key = hashlib.sha256(json.dumps(["dedos", spec, limit], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return evaluate_dedos(model, ds, out_dir=Path(folder)/"eval"/key, limit=limit, progress=not exp.smoke,
+                          subsets=class_subsets(spec.get("subsets")), **geometry)
 
 # %% ../nbs/20_experiments.ipynb #b9bc6e28
 def run_calibration(pipe, spec: dict, exp: Experiment,
                     thresholds=None,   # candidate tau_bg values (default `digseg.evaluate.TAU_BG_GRID`)
                     **pipe_kwargs):
     "Choose A.3's background threshold on a dataset spec (images other than the reported ones): {'scores': {tau_bg: mIoU}, 'best': tau_bg}."
-    from digseg.evaluate import TAU_BG_GRID, choose_background_threshold
     if "background_threshold" in pipe_kwargs: raise TypeError("`background_threshold` is what this calibrates: pass candidates as `thresholds`")
     # an ordinary cached, resumable `run_eval` that also scores the candidates; its first subset is
     # maximised (e.g. the seen classes), else the mIoU
@@ -308,9 +317,7 @@ def write_results(exp: Experiment, rows: list, figures: list=(), notes: str="", 
     res = {"experiment": exp.name, "title": EXPERIMENTS[exp.name]["title"], "profile": exp.profile, "smoke": exp.smoke,
            "rows": list(rows), "figures": [str(Path(f).relative_to(exp.out)) if Path(f).is_absolute() else str(f) for f in figures],
            "notes": notes, "config": exp.cfg, **(extra or {})}
-    p = exp.out/"metrics.json"; tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, indent=1, default=str)); os.replace(tmp, p)
-    return p
+    return atomic_write(exp.out/"metrics.json", lambda t: t.write_text(json.dumps(res, indent=1, default=str)))
 
 def save_figure(fig, data, path):   # a matplotlib figure, the JSON-able numbers it plots, PNG path
     "Save `fig` as PNG and `data` as JSON beside it (same stem); return the PNG path."
@@ -319,3 +326,51 @@ def save_figure(fig, data, path):   # a matplotlib figure, the JSON-able numbers
     fig.savefig(path, dpi=110, bbox_inches="tight"); plt.close(fig)
     path.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
     return path
+
+# %% ../nbs/20_experiments.ipynb #15f78176
+def grouped_bars(values: dict,    # {group: {series: value}}: one cluster of bars per group, one colour per series
+                 path,            # the PNG to write (its numbers go to the JSON beside it)
+                 ylabel: str="mIoU", rotation: int=0, figsize=(6, 3)):
+    "A grouped bar chart of `values`, saved with `save_figure`; return the PNG path."
+    import matplotlib.pyplot as plt
+    groups = list(values); series = list(dict.fromkeys(s for g in groups for s in values[g]))
+    fig, ax = plt.subplots(figsize=figsize); w = 0.8/max(1, len(series))
+    for j, s in enumerate(series):
+        ax.bar([i + j*w for i in range(len(groups))], [values[g].get(s, float("nan")) for g in groups], w, label=s)
+    ax.set_xticks([i + w*(len(series)-1)/2 for i in range(len(groups))], groups, rotation=rotation); ax.set(ylabel=ylabel); ax.legend(fontsize=8)
+    return save_figure(fig, values, path)
+
+# %% ../nbs/20_experiments.ipynb #37119e64
+@patch(cls_method=True)
+def from_params(cls: Experiment, name: str, # a key of EXPERIMENTS
+                params: dict):              # the notebook's globals(): profile, config, out_dir, smoke (papermill's -f file too)
+    "The experiment of a notebook's parameters."
+    return cls(name, params.get("profile", "mini"), params.get("config") or injected_config(params), params.get("out_dir"), params.get("smoke"))
+
+@patch
+def model_for(self: Experiment, spec: dict|None=None, # a training spec {'base': ..., 'overrides': ...}
+              name: str|None=None):                  # or the evaluation whose `train_for` entry names one
+    "The pipeline of a training spec (default: the experiment's `train`), trained or loaded once and kept."
+    spec = spec or self.cfg.get("train_for", {}).get(name) or self.cfg["train"]
+    cfg = train_config(self, spec)
+    cache = self.__dict__.setdefault("_models", {})
+    key = cfg["train"]["output_dir"]
+    if key not in cache: cache[key] = train_model(cfg)
+    return cache[key]
+
+@patch
+def paper_columns(self: Experiment, name: str): # one of the experiment's evaluations
+    "The paper's columns the config's `paper_columns` maps an evaluation to (a name or a list), [] when none."
+    cols = self.cfg.get("paper_columns", {}).get(name) or []
+    return [cols] if isinstance(cols, str) else list(cols)
+
+@patch
+def rows_vs_paper(self: Experiment, item: str, metric: str, ours,
+                  name: str,                 # the evaluation `ours` comes from
+                  paper_key: str,            # dotted key of the paper's number, with '{col}' for the column
+                  unit: str="%", note: str=""): # the note of a row without a paper number
+    "Rows of `ours` beside the paper's number in each of `name`'s paper columns; one row without it when there is none."
+    caveat = "" if self.profile == "paper" else " (mini world vs real benchmark: not comparable)"
+    cols = self.paper_columns(name)
+    if not cols: return [row(item, metric, ours, None, unit, note)]
+    return [row(item, metric, ours, paper_value(paper_key.format(col=c)), unit, f"paper: {c}{caveat}") for c in cols]

@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from .config import check_int
 
 # %% auto #0
-__all__ = ['as_label_map', 'ConfusionMatrix', 'per_class_scores', 'binary_metrics']
+__all__ = ['as_label_map', 'ConfusionMatrix', 'per_class_scores', 'binary_metrics', 'binary_scores']
 
 # %% ../nbs/08_metrics.ipynb #20c0f73c
 def as_label_map(name: str, # argument name, used in messages
@@ -205,3 +205,14 @@ def to_json(self: ConfusionMatrix,
            for i, name in enumerate(r["class_names"])}
     out = {k: v for k, v in r.items() if k not in _PER_CLASS + ("class_names", "present")} | {"per_class": per}
     return json.dumps(_nan_to_none(out), indent=indent, allow_nan=False)
+
+# %% ../nbs/08_metrics.ipynb #99240213
+def binary_scores(matrix: torch.Tensor, # (K, K+1) confusion counts: rows ground truth, last column "no class"
+                  positives: list):     # class ids scored together as the foreground
+    "IoU, precision, recall, F1 and Dice of the classes `positives` merged, against everything else."
+    K = matrix.shape[0]; pos = torch.zeros(K + 1, dtype=torch.bool)
+    pos[[check_int("positives", int(p), 0, K - 1) for p in positives]] = True
+    m = matrix.double().cpu(); rp, rn = m[pos[:K]], m[~pos[:K]]
+    tp, fn, fp, tn = rp[:, pos].sum(), rp[:, ~pos].sum(), rn[:, pos].sum(), rn[:, ~pos].sum()
+    s = per_class_scores(torch.stack([torch.stack([tn, fp, torch.zeros(())]), torch.stack([fn, tp, torch.zeros(())])]))
+    return {k: (None if math.isnan(float(s[k][1])) else float(s[k][1])) for k in ("IoU", "precision", "recall", "F1", "Dice")}

@@ -8,46 +8,12 @@ import copy, json
 import torch
 from diffusers import UNet2DConditionModel, AutoencoderKL, DDIMScheduler, DDPMScheduler
 from .config import check_choice, check_int
+from .components import (ARCHITECTURES, SPECS, SD2_UNET_CONFIG, SD2_VAE_CONFIG, SD2_SCHEDULER_CONFIG,   # re-exported
+                               TINY_UNET_CONFIG, TINY_VAE_CONFIG, MINI_UNET_CONFIG, MINI_VAE_CONFIG, MINI_CLIP_CONFIG)
+
 
 # %% auto #0
-__all__ = ['SD2_UNET_CONFIG', 'SD2_VAE_CONFIG', 'SD2_SCHEDULER_CONFIG', 'TINY_UNET_CONFIG', 'TINY_VAE_CONFIG', 'ARCHITECTURES',
-           'MINI_UNET_CONFIG', 'MINI_VAE_CONFIG', 'MINI_CLIP_CONFIG', 'SPECS', 'build_unet', 'build_vae',
-           'resolve_pretrained', 'check_safetensors', 'check_weight_files', 'load_sd2', 'build_tiny_pipeline',
-           'assemble_pipeline', 'build_sd2_pipeline']
-
-# %% ../nbs/06_models.ipynb #f68c3a11
-SD2_UNET_CONFIG = dict(
-    sample_size=96, in_channels=4, out_channels=4, layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
-    down_block_types=("CrossAttnDownBlock2D",)*3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",)*3,
-    cross_attention_dim=1024, use_linear_projection=True, upcast_attention=True,
-    norm_num_groups=32, act_fn="silu", flip_sin_to_cos=True, freq_shift=0)
-
-SD2_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=768,
-    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",)*4,
-    up_block_types=("UpDecoderBlock2D",)*4, act_fn="silu", norm_num_groups=32, scaling_factor=0.18215)
-
-# SD2's scheduler_config.json: scaled-linear betas, steps_offset=1 (the source of the
-# 'leading' 1-step t=1 pitfall of Fig. 8), v-prediction.
-SD2_SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-    clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction")
-
-# %% ../nbs/06_models.ipynb #a822b28d
-TINY_UNET_CONFIG = dict(
-    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-    block_out_channels=(16, 32, 32, 32), attention_head_dim=4,
-    down_block_types=("CrossAttnDownBlock2D",)*3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",)*3,
-    cross_attention_dim=32, use_linear_projection=True, norm_num_groups=8,
-    act_fn="silu", flip_sin_to_cos=True, freq_shift=0)
-
-TINY_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, sample_size=32,
-    block_out_channels=(8, 16, 16), down_block_types=("DownEncoderBlock2D",)*3,
-    up_block_types=("UpDecoderBlock2D",)*3, act_fn="silu", norm_num_groups=8, scaling_factor=0.18215)
+__all__ = ['build_unet', 'build_vae', 'resolve_pretrained', 'check_safetensors', 'check_weight_files', 'load_sd2']
 
 # %% ../nbs/06_models.ipynb #89ae4cc2
 def _seeded(seed, make):
@@ -57,16 +23,14 @@ def _seeded(seed, make):
         torch.manual_seed(check_int("seed", seed, 0))
         return make()
 
-ARCHITECTURES = {"tiny": (TINY_UNET_CONFIG, TINY_VAE_CONFIG), "sd2": (SD2_UNET_CONFIG, SD2_VAE_CONFIG)}
-
-def build_unet(arch: str="tiny",          # 'tiny' or 'sd2'
+def build_unet(arch: str="tiny",          # 'tiny', 'mini' or 'sd2'
                seed: int|None=0,          # weight-init seed (None: torch's global RNG)
                **overrides):              # config entries to change
     "A randomly initialised `UNet2DConditionModel` of the named architecture."
     cfg = {**ARCHITECTURES[check_choice("arch", arch, tuple(ARCHITECTURES))][0], **overrides}
     return _seeded(seed, lambda: UNet2DConditionModel(**cfg))
 
-def build_vae(arch: str="tiny",           # 'tiny' or 'sd2'
+def build_vae(arch: str="tiny",           # 'tiny', 'mini' or 'sd2'
               seed: int|None=0,           # weight-init seed (None: torch's global RNG)
               **overrides):               # config entries to change
     "A randomly initialised `AutoencoderKL` of the named architecture."
@@ -132,70 +96,3 @@ def load_sd2(name_or_path: str="stabilityai/stable-diffusion-2", # SD2 folder (d
         raise ValueError(f"`sd2`: the U-Net in {root} takes {unet.config.in_channels} channels, the VAE makes "
                          f"{vae.config.latent_channels}: not a text-to-image Stable Diffusion checkpoint")
     return unet, vae, sched
-
-# %% ../nbs/06_models.ipynb #7f83ced6
-def build_tiny_pipeline(seed: int=0,              # weight-init seed
-                        vocabulary: list|None=None): # default candidate vocabulary
-    "A `DiGSegPipeline` of random tiny components."
-    from digseg.pipeline import DiGSegPipeline
-    from digseg.text import build_tiny_clip, TextProjection
-    from digseg.unet import widen_conv_in
-    from digseg.sampler import make_sampler
-    unet = widen_conv_in(build_unet("tiny", seed=seed), 8)
-    clip = build_tiny_clip(seed=seed)
-    proj = _seeded(seed, lambda: TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim))
-    return DiGSegPipeline(vae=build_vae("tiny", seed=seed), unet=unet, clip=clip, text_projection=proj,
-                          scheduler=make_sampler(), vocabulary=vocabulary)
-
-# %% ../nbs/06_models.ipynb #773bc3e9
-MINI_UNET_CONFIG = dict(
-    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-    block_out_channels=(32, 64, 64, 64), attention_head_dim=(2, 4, 4, 4),
-    down_block_types=("CrossAttnDownBlock2D",)*3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",)*3,
-    cross_attention_dim=64, use_linear_projection=True, norm_num_groups=16,
-    act_fn="silu", flip_sin_to_cos=True, freq_shift=0)
-
-MINI_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, sample_size=64,
-    block_out_channels=(16, 32, 64), down_block_types=("DownEncoderBlock2D",)*3,
-    up_block_types=("UpDecoderBlock2D",)*3, act_fn="silu", norm_num_groups=8, scaling_factor=1.0)
-
-MINI_CLIP_CONFIG = dict(
-    arch="custom", embed_dim=64,
-    vision_cfg=dict(width=64, layers=3, head_width=16, patch_size=8, image_size=64),
-    text_cfg=dict(width=64, heads=4, layers=3, context_length=32, vocab_size=49408))
-
-ARCHITECTURES["mini"] = (MINI_UNET_CONFIG, MINI_VAE_CONFIG)
-SPECS = ("tiny", "mini", "sd2")
-
-# %% ../nbs/06_models.ipynb #0dde12d6
-def assemble_pipeline(unet, vae, clip,           # a text-to-image U-Net (4 channels), its VAE, a ClipBackbone
-                      scheduler_config: dict|None=None, # the generator's scheduler config (default SD2's)
-                      vocabulary: list|None=None,
-                      residual_projection: bool=False, # identity-initialised projection (needs equal widths)
-                      processing_resolution: int|None=None): # working long side (None: the U-Net's sample size in pixels)
-    "Turn a pretrained text-to-image generator into an untrained DiGSeg pipeline (§3.3: conv_in 4 -> 8)."
-    from digseg.pipeline import DiGSegPipeline
-    from digseg.text import TextProjection
-    from digseg.unet import widen_conv_in
-    from digseg.sampler import make_sampler
-    sc = {k: v for k, v in (scheduler_config or SD2_SCHEDULER_CONFIG).items() if not k.startswith("_")}
-    sc.pop("timestep_spacing", None)
-    proj = TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim, residual_init=residual_projection)
-    return DiGSegPipeline(vae=vae, unet=widen_conv_in(unet, 2*vae.config.latent_channels), clip=clip,
-                          text_projection=proj, scheduler=make_sampler(**sc), vocabulary=vocabulary,
-                          processing_resolution=processing_resolution)
-
-def build_sd2_pipeline(sd2_path: str="stabilityai/stable-diffusion-2", # SD2 diffusers folder (or cached hub id)
-                       clip_weights: str|None=None,   # open_clip checkpoint file of CLIP ViT-L/14
-                       clip_arch: str="ViT-L-14-quickgelu", # OpenAI weights need QuickGELU
-                       vocabulary: list|None=None,
-                       torch_dtype: torch.dtype=torch.float32,
-                       processing_resolution: int=512): # §4.1: inputs resized to 512
-    "The paper's starting point: SD2 + CLIP ViT-L/14 + a fresh projection MLP, as an untrained DiGSeg pipeline."
-    from digseg.text import ClipBackbone
-    if clip_weights is None: raise ValueError("`clip_weights`: pass the path of an open_clip checkpoint file of CLIP ViT-L/14 (digseg never downloads)")
-    unet, vae, sched = load_sd2(sd2_path, torch_dtype)
-    clip = ClipBackbone.from_open_clip(clip_arch, clip_weights)
-    return assemble_pipeline(unet, vae, clip, sched, vocabulary, processing_resolution=processing_resolution)

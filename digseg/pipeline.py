@@ -14,15 +14,16 @@ from diffusers.utils import BaseOutput
 from diffusers.pipelines.pipeline_loading_utils import _fetch_class_library_tuple
 from .config import check_int, check_float, check_choice, check_tensor, default_device, default_dtype
 from .latents import image_to_tensor, encode_pixels, decode_mask, vae_scale_factor
-from .text import TextConditioner, TextEmbeddingCache, format_prompts, PROMPT_TEMPLATE
-from .unet import unet_input
-from .sampler import denoise, TIMESTEP_SPACINGS
-from .models import resolve_pretrained, check_weight_files
+from .text import TextConditioner, TextEmbeddingCache, format_prompts, PROMPT_TEMPLATE, ClipBackbone, TextProjection, build_tiny_clip
+from .unet import unet_input, widen_conv_in
+from .sampler import denoise, make_sampler, TIMESTEP_SPACINGS
+from .components import SD2_SCHEDULER_CONFIG
+from .models import resolve_pretrained, check_weight_files, build_unet, build_vae, load_sd2, _seeded
 from .mask_decoder import MaskDecoder
 
 # %% auto #0
 __all__ = ['BACKGROUND', 'propose_candidates', 'aggregate', 'pair_generators', 'working_size', 'DiGSegOutput', 'DiGSegPipeline',
-           'load_for_inference']
+           'build_tiny_pipeline', 'assemble_pipeline', 'build_sd2_pipeline', 'load_for_inference']
 
 # %% ../nbs/10_pipeline.ipynb #a68e1a61
 @torch.no_grad()
@@ -145,6 +146,42 @@ def _check_mask_decoder(mask_decoder, vae):
         raise ValueError(f"`mask_decoder` (latent_channels={got[0]}, scale_factor={got[1]}) does not fit the VAE "
                          f"(latent_channels={want[0]}, scale_factor={want[1]}): build it with MaskDecoder.for_vae(vae)")
 
+# %% ../nbs/10_pipeline.ipynb #7f83ced6
+def build_tiny_pipeline(seed: int=0,              # weight-init seed
+                        vocabulary: list|None=None): # default candidate vocabulary
+    "A `DiGSegPipeline` of random tiny components."
+    unet = widen_conv_in(build_unet("tiny", seed=seed), 8)
+    clip = build_tiny_clip(seed=seed)
+    proj = _seeded(seed, lambda: TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim))
+    return DiGSegPipeline(vae=build_vae("tiny", seed=seed), unet=unet, clip=clip, text_projection=proj,
+                          scheduler=make_sampler(), vocabulary=vocabulary)
+
+# %% ../nbs/10_pipeline.ipynb #0dde12d6
+def assemble_pipeline(unet, vae, clip,           # a text-to-image U-Net (4 channels), its VAE, a ClipBackbone
+                      scheduler_config: dict|None=None, # the generator's scheduler config (default SD2's)
+                      vocabulary: list|None=None,
+                      residual_projection: bool=False, # identity-initialised projection (needs equal widths)
+                      processing_resolution: int|None=None): # working long side (None: the U-Net's sample size in pixels)
+    "Turn a pretrained text-to-image generator into an untrained DiGSeg pipeline (§3.3: conv_in 4 -> 8)."
+    sc = {k: v for k, v in (scheduler_config or SD2_SCHEDULER_CONFIG).items() if not k.startswith("_")}
+    sc.pop("timestep_spacing", None)
+    proj = TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim, residual_init=residual_projection)
+    return DiGSegPipeline(vae=vae, unet=widen_conv_in(unet, 2*vae.config.latent_channels), clip=clip,
+                          text_projection=proj, scheduler=make_sampler(**sc), vocabulary=vocabulary,
+                          processing_resolution=processing_resolution)
+
+def build_sd2_pipeline(sd2_path: str="stabilityai/stable-diffusion-2", # SD2 diffusers folder (or cached hub id)
+                       clip_weights: str|None=None,   # open_clip checkpoint file of CLIP ViT-L/14
+                       clip_arch: str="ViT-L-14-quickgelu", # OpenAI weights need QuickGELU
+                       vocabulary: list|None=None,
+                       torch_dtype: torch.dtype=torch.float32,
+                       processing_resolution: int=512): # §4.1: inputs resized to 512
+    "The paper's starting point: SD2 + CLIP ViT-L/14 + a fresh projection MLP, as an untrained DiGSeg pipeline."
+    if clip_weights is None: raise ValueError("`clip_weights`: pass the path of an open_clip checkpoint file of CLIP ViT-L/14 (digseg never downloads)")
+    unet, vae, sched = load_sd2(sd2_path, torch_dtype)
+    clip = ClipBackbone.from_open_clip(clip_arch, clip_weights)
+    return assemble_pipeline(unet, vae, clip, sched, vocabulary, processing_resolution=processing_resolution)
+
 # %% ../nbs/10_pipeline.ipynb #7507e7be
 @patch
 def __setattr__(self: DiGSegPipeline, name, value):
@@ -184,7 +221,7 @@ def from_pretrained(cls: DiGSegPipeline, pretrained_model_name_or_path, # a save
     try: kind = json.loads(index.read_text()).get("_class_name")
     except ValueError as e: raise ValueError(f"`{what}`: {index} is damaged ({e})") from None
     if kind != cls.__name__:
-        hint = " (turn Stable Diffusion into an untrained DiGSeg with digseg.models.build_sd2_pipeline)" if "StableDiffusion" in str(kind) else ""
+        hint = " (turn Stable Diffusion into an untrained DiGSeg with digseg.pipeline.build_sd2_pipeline)" if "StableDiffusion" in str(kind) else ""
         raise ValueError(f"`{what}`: {root} holds a {kind}, not a {cls.__name__}{hint}")
     try: check_weight_files(root)
     except ValueError as e: raise ValueError(f"`{what}`: {e}") from None
@@ -252,6 +289,56 @@ def propose(self: DiGSegPipeline,
     x = (image_to_tensor(image) + 1)/2
     return propose_candidates(self.clip, x.to(self.clip.device), self.vocabulary_embeddings(names), global_threshold, patch_threshold).cpu()
 
+# %% ../nbs/10_pipeline.ipynb #3ba12375
+@patch
+@torch.no_grad()
+def prepare_image(self: DiGSegPipeline,
+                  image,                               # PIL / numpy / tensor in [0, 1] / path, or a list of them
+                  processing_resolution: int|None=None): # working long side (None: the pipeline's default; 0: the input's size)
+    "(images at the working size in [-1, 1] (B, 3, h, w), their VAE latents, the input size (H, W)): each image is encoded once."
+    x = image_to_tensor(image)                                    # (B, 3, H, W) in [-1, 1]
+    H, W = x.shape[-2:]
+    res = self.default_processing_resolution if processing_resolution is None else processing_resolution
+    x = _resize(x, working_size(H, W, res)).clamp(-1, 1)          # bilinear: stays in [-1, 1] up to rounding
+    return x, encode_pixels(self.vae, x), (H, W)
+
+# %% ../nbs/10_pipeline.ipynb #bab41426
+@patch
+@torch.no_grad()
+def candidate_pairs(self: DiGSegPipeline,
+                    x: torch.Tensor,                   # (B, 3, h, w) images in [-1, 1] from `prepare_image`
+                    classes: list|str|None,            # the classes to segment; None: propose from the vocabulary (A.3)
+                    global_threshold: float=0.25, patch_threshold: float=0.3):
+    "(class names, candidates (B, K) bool, the (image, class) index pairs to denoise): a name given twice is denoised once."
+    names = [classes] if isinstance(classes, str) else list(classes) if classes is not None else list(self.config.vocabulary)
+    if classes is not None: candidates = torch.ones(len(x), len(names), dtype=torch.bool)
+    else: candidates = self.propose((x + 1)/2, names, global_threshold, patch_threshold)
+    first = {n: k for k, n in reversed(list(enumerate(names)))}   # first index of each name: a repeat is run once, copied
+    run = candidates.clone(); run[:, [k for k, n in enumerate(names) if first[n] != k]] = False
+    return names, candidates, run.nonzero(as_tuple=True)
+
+# %% ../nbs/10_pipeline.ipynb #573c6a23
+@patch
+@torch.no_grad()
+def denoise_pairs(self: DiGSegPipeline,
+                  z_x: torch.Tensor,                   # (B, C, h', w') image latents
+                  cond: torch.Tensor,                  # (K, L, D) text conditioning of the class names
+                  pairs: tuple,                        # (image ids, class ids) of the pairs to denoise
+                  base_seed,                           # one int, or one per image: seeds each (image, class, member)
+                  num_inference_steps: int=1, timestep_spacing: str="trailing", ensemble_size: int=1,
+                  batch_size: int=64):                 # (pair x member) rows per U-Net call
+    "Denoise the mask latents of (image, class) pairs in batched U-Net calls: yields (image ids, class ids, `DenoiseOutput`) per call."
+    dtype, device = self.unet.dtype, self.unet.device
+    b_idx, k_idx = pairs
+    per_call = max(1, batch_size // ensemble_size)
+    for s in range(0, len(b_idx), per_call):
+        bi, ki = b_idx[s:s+per_call], k_idx[s:s+per_call]
+        z_rep = z_x[bi.to(z_x.device)].repeat(ensemble_size, 1, 1, 1)    # denoise's row order: e*P + p
+        model_fn = lambda x_t, t, c: self.unet(unet_input(z_rep, x_t, dtype), t, encoder_hidden_states=c.to(dtype)).sample
+        yield bi, ki, denoise(model_fn, z_x[bi.to(z_x.device)], cond[ki.to(device)], num_inference_steps=num_inference_steps,
+                              timestep_spacing=timestep_spacing, ensemble_size=ensemble_size,
+                              generator=pair_generators(base_seed, bi, ki, ensemble_size), scheduler=self.scheduler)
+
 # %% ../nbs/10_pipeline.ipynb #3d6837c0
 @patch
 @torch.no_grad()
@@ -274,39 +361,24 @@ def __call__(self: DiGSegPipeline,
     self.check_inputs(classes, num_inference_steps, timestep_spacing, ensemble_size, threshold, background_threshold,
                       batch_size, generator, global_threshold, patch_threshold, processing_resolution)
     if return_maps is not None and not isinstance(return_maps, bool): raise TypeError(f"`return_maps` must be True, False or None, got {return_maps!r}")
-    x = image_to_tensor(image)                                    # (B, 3, H, W) in [-1, 1]
-    B, _, H, W = x.shape
+    x, z_x, (H, W) = self.prepare_image(image, processing_resolution)
+    B, (h, w) = len(x), x.shape[-2:]
     if isinstance(generator, (list, tuple)) and len(generator) != B:
         raise ValueError(f"`generator` list must have one generator per image ({B}), got {len(generator)}")
-    res = self.default_processing_resolution if processing_resolution is None else processing_resolution
-    h, w = working_size(H, W, res)
-    x = _resize(x, (h, w)).clamp(-1, 1)                           # bilinear: stays in [-1, 1] up to rounding
-    device, dtype = self.unet.device, self.unet.dtype
-    z_x = encode_pixels(self.vae, x)                     # once per image (padded to the VAE factor)
-    names = [classes] if isinstance(classes, str) else list(classes) if classes is not None else list(self.config.vocabulary)
-    cond = self.conditioner(names).to(device, dtype)              # (K, L, D), cached CLIP states
-    if classes is not None: candidates = torch.ones(B, len(names), dtype=torch.bool)
-    else:
-        candidates = self.propose((x + 1)/2, names, global_threshold, patch_threshold)
-    first = {n: k for k, n in reversed(list(enumerate(names)))}   # first index of each name: a repeat is run once, copied
-    run = candidates.clone(); run[:, [k for k, n in enumerate(names) if first[n] != k]] = False
-    b_idx, k_idx = run.nonzero(as_tuple=True)
+    names, candidates, pairs = self.candidate_pairs(x, classes, global_threshold, patch_threshold)
+    cond = self.conditioner(names).to(self.unet.device, self.unet.dtype)   # (K, L, D), cached CLIP states
+    first = {n: k for k, n in reversed(list(enumerate(names)))}
     # generator=None: torch's global RNG; a list: one base seed per image
     draw = lambda g: int(torch.randint(0, 2**62, (), generator=g))
     base_seed = [draw(g) for g in generator] if isinstance(generator, (list, tuple)) else draw(generator)
-    per_call, f = max(1, batch_size // ensemble_size), vae_scale_factor(self.vae)
+    f = vae_scale_factor(self.vae)
     # the labels come from a running argmax over the classes run, so (B, K, H, W) maps are allocated only when asked
     # for: with an 847-class vocabulary they would be ~0.9 GB each per 512 x 512 image
     keep = classes is not None if return_maps is None else bool(return_maps)
     probs, unc = (torch.zeros(B, len(names), H, W), torch.zeros(B, len(names), H, W)) if keep else (None, None)
     best, winner = torch.full((B, H, W), -1.0), torch.zeros(B, H, W, dtype=torch.int64)
-    for s in range(0, len(b_idx), per_call):
-        bi, ki = b_idx[s:s+per_call], k_idx[s:s+per_call]
-        z_rep = z_x[bi.to(z_x.device)].repeat(ensemble_size, 1, 1, 1)    # denoise's row order: e*P + p
-        model_fn = lambda x_t, t, c: self.unet(unet_input(z_rep, x_t, dtype), t, encoder_hidden_states=c.to(dtype)).sample
-        out = denoise(model_fn, z_x[bi.to(z_x.device)], cond[ki.to(device)], num_inference_steps=num_inference_steps,
-                      timestep_spacing=timestep_spacing, ensemble_size=ensemble_size,
-                      generator=pair_generators(base_seed, bi, ki, ensemble_size), scheduler=self.scheduler)
+    for bi, ki, out in self.denoise_pairs(z_x, cond, pairs, base_seed, num_inference_steps, timestep_spacing,
+                                          ensemble_size, batch_size):
         m = _resize(self.decode_masks(out.mean, (h, w))[:, None], (H, W))[:, 0].clamp(0, 1).cpu()   # back to the input's size
         for p, (b, k) in enumerate(zip(bi.tolist(), ki.tolist())):   # pairs are in (image, class) order: ties keep the first class
             better = m[p] > best[b]

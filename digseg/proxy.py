@@ -10,7 +10,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from torchvision.ops import MLP
 from .config import check_int, check_float, check_choice, check_tensor
-from .finetune import predicted_clean
+from .sampler import predicted_clean
 from fastcore.basics import patch
 
 # %% auto #0

@@ -6,8 +6,9 @@
 from __future__ import annotations
 import hashlib, json, os, time, traceback
 from pathlib import Path
-from .config import project_root, runs_dir, get_profile
-from .experiments import EXPERIMENTS, in_test
+from .config import project_root, runs_dir, get_profile, atomic_write
+from .experiments import EXPERIMENTS, in_test, Experiment, experiment_models
+from .prior import PriorConfig, pretrain_prior
 
 # %% auto #0
 __all__ = ['PROFILE_NOTE', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete', 'run_experiment', 'build_report',
@@ -38,8 +39,7 @@ def read_status(out: Path):
     return st if isinstance(st, dict) and "state" in st else {"state": "missing", "damaged": str(st)[:200]}
 
 def _write_status(out: Path, **status):
-    p = Path(out)/"status.json"; tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status, indent=1)); os.replace(tmp, p)
+    atomic_write(Path(out)/"status.json", lambda t: t.write_text(json.dumps(status, indent=1)))
 
 # %% ../nbs/21_report.ipynb #22f7ac12
 def is_complete(name: str, profile: str="mini", parameters: dict|None=None, out_root: Path|None=None):
@@ -146,13 +146,11 @@ def default_jobs(profile: str="mini"):
 
 def _training_configs(name: str, profile: str, config: str|None=None): # config: a YAML replacing the experiment's
     "The full training configs of the models an experiment trains (empty when its config does not say)."
-    from digseg.experiments import Experiment, experiment_models
     try: return list(experiment_models(Experiment(name, profile, config=config, smoke=False)).values())
     except Exception: return []
 
 def _priors_needed(configs: dict):
     "The mini priors (`PriorConfig`s) that models of two or more experiments ({name: training configs}) start from."
-    from digseg.prior import PriorConfig
     found = {}
     for n, cfgs in configs.items():
         for c in cfgs:
@@ -226,7 +224,6 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
         configs = {n: _training_configs(n, profile, given) for n in todo}   # read once: priors and model folders
         if profile == "mini" and todo and not in_test():
             # every lane would wait for the shared mini prior: build it first, with all cores
-            from digseg.prior import pretrain_prior
             for pc in _priors_needed(configs):
                 print(f"pretraining the mini prior {pc.key()} (cached for later runs) ...", flush=True); pretrain_prior(pc)
         # each lane's notebook kernel gets its share of the cores (kernels inherit the environment)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from .config import check_int, check_float, check_choice, check_tensor
-from .models import SD2_SCHEDULER_CONFIG
+from .components import SD2_SCHEDULER_CONFIG
 
 # %% auto #0
 __all__ = ['PREDICTION_TYPES', 'TIMESTEP_SPACINGS', 'DEFAULT_PREDICTION_TYPE', 'make_train_scheduler', 'make_sampler',
-           'add_noise', 'training_target', 'sample_timesteps', 'ddim_timesteps', 'ensemble_latents', 'DenoiseOutput',
-           'denoise']
+           'add_noise', 'training_target', 'predicted_clean', 'sample_timesteps', 'ddim_timesteps', 'ensemble_latents',
+           'DenoiseOutput', 'denoise', 'oracle_model']
 
 # %% ../nbs/05_sampler.ipynb #b1cd37aa
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -70,6 +70,19 @@ def training_target(scheduler,                # scheduler whose `prediction_type
     if kind == "epsilon": return noise
     if kind == "sample": return clean
     return scheduler.get_velocity(clean, noise, timesteps.to(clean.device))
+
+# %% ../nbs/05_sampler.ipynb #d8360aa8
+def predicted_clean(scheduler,             # the training scheduler (its alphas and prediction type)
+                    z_t: torch.Tensor,     # noisy latents (B, C, h, w)
+                    pred: torch.Tensor,    # the U-Net's output
+                    t: torch.Tensor):      # integer timesteps (B,)
+    "The clean latent $\\hat z_0$ implied by a prediction of the scheduler's type (ε, v or z_0)."
+    ab = scheduler.alphas_cumprod.to(z_t.device, torch.float32)[t.long()].view(-1, 1, 1, 1)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon": return (z_t - (1 - ab).sqrt() * pred) / ab.sqrt()
+    if kind == "v_prediction": return ab.sqrt() * z_t - (1 - ab).sqrt() * pred
+    return pred
+
 
 # %% ../nbs/05_sampler.ipynb #5ff203d8
 def sample_timesteps(batch_size: int,                        # number of timesteps to draw
@@ -182,3 +195,18 @@ def denoise(model_fn,                            # (x_t (E*B,C,h,w), t, cond (E*
         x, z0 = out.prev_sample, out.pred_original_sample
     latents = z0.reshape(E, B, *rest)
     return DenoiseOutput(latents, *ensemble_latents(latents))
+
+# %% ../nbs/05_sampler.ipynb #2dc12b8e
+def oracle_model(y0: torch.Tensor,       # the target clean latents (B, ...)
+                 kind: str,              # the prediction type to answer in
+                 alphas: torch.Tensor|None=None, # ᾱ_t (default: the sampler's, in float64)
+                 seen: list|None=None):  # if given, every timestep the sampler asks about is appended
+    "A perfect `model_fn` for target `y0`: the exact ε, v or x₀ at any x_t and t (rows member-major). For tests."
+    alphas = make_sampler().alphas_cumprod.double() if alphas is None else alphas
+    def fn(x, t, cond):
+        if seen is not None: seen.append(int(t))
+        a = alphas[int(t)]
+        target = y0.repeat(len(x)//len(y0), *([1]*(y0.ndim - 1)))
+        eps = (x - a.sqrt()*target)/(1 - a).sqrt()
+        return {"epsilon": eps, "v_prediction": a.sqrt()*eps - (1 - a).sqrt()*target, "sample": target}[check_choice("kind", kind, PREDICTION_TYPES)]
+    return fn

@@ -11,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from digseg.models import build_tiny_pipeline, build_unet, build_vae, load_sd2, SD2_SCHEDULER_CONFIG
+from digseg.models import build_unet, build_vae, load_sd2
+from digseg.components import SD2_SCHEDULER_CONFIG
+from digseg.pipeline import build_tiny_pipeline
 from digseg.pipeline import DiGSegPipeline
 from digseg.latents import image_to_tensor
 from digseg.noise import sample_noise

@@ -53,7 +53,7 @@ def test_batched_vs_naive_outputs_equal(tmp_path):
 def test_naive_loop_equals_pipeline_with_several_steps():
     "The literal A.3 loop and the batched pipeline agree beyond 1 step and with a repeated class name."
     from batched_vs_naive import naive_segment, compare
-    from digseg.models import build_tiny_pipeline
+    from digseg.pipeline import build_tiny_pipeline
     pipe = build_tiny_pipeline()
     x, names = torch.rand(1, 3, 64, 64), ["red circle", "blue star", "red circle"]
     kw = dict(num_inference_steps=3, timestep_spacing="trailing", ensemble_size=3)
@@ -106,7 +106,7 @@ def test_pipeline_miou_compares_both_decoders_on_predicted_latents(tmp_path):
     "mask_decoder.py --model: the pipeline's mIoU with the VAE decoder and with the MaskDecoder, and their agreement."
     from mask_decoder import pipeline_miou
     from _bench import build_mask_decoder
-    from digseg.models import build_tiny_pipeline
+    from digseg.pipeline import build_tiny_pipeline
     pipe = build_tiny_pipeline(); pipe.save_pretrained(tmp_path/"model")
     res = pipeline_miou(str(tmp_path/"model"), build_mask_decoder("random", pipe), n_images=2)
     assert {"VAE decoder", "MaskDecoder", "miou_loss", "predicted_latents"} <= set(res)
@@ -116,7 +116,7 @@ def test_pipeline_miou_compares_both_decoders_on_predicted_latents(tmp_path):
 
 def test_use_mask_decoder_attaches_the_component_and_restores():
     from _bench import use_mask_decoder, build_mask_decoder
-    from digseg.models import build_tiny_pipeline
+    from digseg.pipeline import build_tiny_pipeline
     pipe = build_tiny_pipeline()
     dec = build_mask_decoder("random", pipe)
     x, kw = torch.rand(1, 3, 64, 64), dict(classes=["red circle"], generator=torch.Generator().manual_seed(0))

@@ -148,7 +148,7 @@ def test_run_eval_uses_the_benchmark_protocol(tmp_path, monkeypatch):
     exp = Experiment("table5_cross_domain", "paper", out_dir=tmp_path/"exp", smoke=False)
     pipe = mock.Mock(); pipe.config._name_or_path = str(tmp_path/"model"); (tmp_path/"model").mkdir()
     calls = []
-    with mock.patch("digseg.evaluate.evaluate", lambda pipe, ds, **kw: calls.append((ds, kw)) or {"mIoU": 0.5}):
+    with mock.patch("digseg.experiments.evaluate", lambda pipe, ds, **kw: calls.append((ds, kw)) or {"mIoU": 0.5}):
         run_eval(pipe, {"name": "cityscapes", "split": "val"}, exp, ensemble_size=8)
         run_eval(pipe, {"name": "phenobench", "split": "val"}, exp)
         run_eval(pipe, {"name": "cityscapes", "split": "val"}, exp, ensemble_size=8, mode="whole", crop_size=None, stride=None)
@@ -186,7 +186,7 @@ def _clip_archs(cfg):
 def test_paper_clips_use_the_activation_of_openai_weights():
     "The papers' CLIPs are OpenAI's, trained with QuickGELU: every paper config and every code default builds that activation."
     import inspect, open_clip
-    from digseg.models import build_sd2_pipeline
+    from digseg.pipeline import build_sd2_pipeline
     archs = {a for p in sorted((ROOT/"configs"/"paper").glob("*.yaml")) for a in _clip_archs(yaml.safe_load(p.read_text()))}
     archs.add(inspect.signature(build_sd2_pipeline).parameters["clip_arch"].default)
     assert {"ViT-L-14-quickgelu", "ViT-B-16-quickgelu"} <= archs

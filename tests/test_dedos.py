@@ -5,9 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from digseg.dedos import (TABLE3_ROWS, DEDOSConfig, DEDOSTrainingModule, FeatureRefinement, LinearAttention,
-                          TextureSeparation, build_tiny_dedos, clip_blocks, clip_dense, clip_input, clip_tokens,
-                          default_refine_layers, hungarian_match, pairwise_mask_costs, set_loss, similarity_matrix)
+from digseg.dedos import (TABLE3_ROWS, DEDOSConfig, DEDOSTrainingModule, FeatureRefinement, TextureSeparation,
+                          build_tiny_dedos, similarity_matrix)
+from digseg.clip_blocks import clip_blocks, clip_dense, clip_input, clip_tokens, default_refine_layers
+from digseg.cost_aggregation import LinearAttention
+from digseg.mask2former import hungarian_match, pairwise_mask_costs, set_loss
 from digseg.text import build_tiny_clip
 
 NAMES = ["red circle", "blue star", "background"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from digseg.models import build_tiny_pipeline
+from digseg.pipeline import build_tiny_pipeline
 from digseg.pipeline import DiGSegPipeline
 from digseg.data import MiniWorld
 

@@ -14,8 +14,10 @@ import yaml
 from PIL import Image
 from digseg.benchmarks import BENCHMARKS, class_names, load_benchmark
 from digseg.cli import main
-from digseg.evaluate import EVAL_PROTOCOLS, eval_protocol, evaluate, predict_labels, slide_windows
-from digseg.models import build_tiny_pipeline
+from digseg.evaluate import evaluate
+from digseg.benchmarks import EVAL_PROTOCOLS, eval_protocol
+from digseg.predict import predict_labels, slide_windows
+from digseg.pipeline import build_tiny_pipeline
 from digseg.pipeline import DiGSegPipeline
 from raw_fixtures import FIXTURES, prepare
 
@@ -120,19 +122,6 @@ def test_cli_refuses_bad_protocol_values(tmp_path, model):
     assert "invalid choice: 'tiles'" in cli_error(*base, "--mode", "tiles")
     assert "--overlays must be >= 0" in cli_error(*base, "--overlays", -1)
     assert "`name` must be one of" in cli_error(*base, "--dataset", "A-1000")
-
-
-def test_slide_with_one_window_is_whole_inference(model):
-    pipe, cls = DiGSegPipeline.from_pretrained(model), ["red circle", "blue star"]
-    img = torch.rand(3, 20, 28, generator=torch.Generator().manual_seed(0))
-    g = lambda: torch.Generator().manual_seed(3)
-    whole = predict_labels(pipe, img, cls, generator=g())
-    assert torch.equal(predict_labels(pipe, img, cls, "slide", crop_size=(20, 28), generator=g()), whole)
-    assert torch.equal(predict_labels(pipe, img, cls, "slide", crop_size=100, stride=50, generator=g()), whole)
-    calls = []
-    def counting(*a, **k): calls.append(tuple(a[0].shape[-2:])); return pipe(*a, **k)
-    lab = predict_labels(counting, img, cls, "slide", crop_size=24, stride=16, resize_short=40, generator=g())
-    assert calls == [(24, 24)]*6 and lab.shape == (20, 28)         # 2 x 3 windows over 40 x 56, scored at 20 x 28
 
 
 @pytest.mark.parametrize("H,W,crop,stride", [(20, 28, 12, 8), (512, 1024, 512, 341), (1024, 1024, 512, 341), (7, 300, 5, 5)])

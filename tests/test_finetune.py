@@ -59,7 +59,8 @@ def test_training_data_list_of_benchmarks(tmp_path, monkeypatch):
 def _tiny_sd2_folder(root):
     "A diffusers Stable Diffusion layout with tiny random weights (what build_sd2_pipeline reads)."
     from diffusers import DDIMScheduler
-    from digseg.models import build_unet, build_vae, SD2_SCHEDULER_CONFIG
+    from digseg.models import build_unet, build_vae
+    from digseg.components import SD2_SCHEDULER_CONFIG
     build_unet("tiny", seed=1).save_pretrained(root/"unet"); build_vae("tiny").save_pretrained(root/"vae")
     DDIMScheduler(**SD2_SCHEDULER_CONFIG).save_config(root/"scheduler")
     return root

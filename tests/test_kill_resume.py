@@ -283,7 +283,7 @@ def test_digseg_finetune_killed_and_resumed(tmp_path):
 def evaluate_tiny(mark, out_dir, stall_at=None, n=5, stall_in_write=None):
     """Evaluate the tiny pipeline on n mini-world images, reporting each image; stall inside image `stall_at`, or
     inside the write of prediction `stall_in_write` (its temporary written, not yet renamed), to be killed there."""
-    from digseg.models import build_tiny_pipeline
+    from digseg.pipeline import build_tiny_pipeline
     from digseg.data import MiniWorld
     from digseg.evaluate import evaluate
     pipe, count, writes = build_tiny_pipeline(seed=0), [], []

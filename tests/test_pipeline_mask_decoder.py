@@ -5,7 +5,7 @@ import torch
 
 from digseg.latents import decode_mask
 from digseg.mask_decoder import MaskDecoder
-from digseg.models import build_tiny_pipeline
+from digseg.pipeline import build_tiny_pipeline
 from digseg.pipeline import DiGSegPipeline
 
 CLASSES = ["red circle", "blue star"]

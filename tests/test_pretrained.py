@@ -28,7 +28,7 @@ def test_mini_vae_round_trips_a_mask():
 def test_mini_clip_loads_with_open_clip_and_digseg():
     import open_clip
     from digseg.text import ClipBackbone
-    from digseg.models import MINI_CLIP_CONFIG
+    from digseg.components import MINI_CLIP_CONFIG
     clip = ClipBackbone.from_open_clip("custom", PRE/"mini-clip")
     assert clip.config.vision_cfg == MINI_CLIP_CONFIG["vision_cfg"] and clip.config.text_cfg == MINI_CLIP_CONFIG["text_cfg"]
     assert all(p.dtype == torch.float32 for p in clip.parameters())

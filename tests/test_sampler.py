@@ -1,13 +1,14 @@
-"Sampler: oracle sweep over spacing x steps x prediction type, float64 re-derivations, diffusers references, bad input."
+"Sampler: float64 re-derivations, diffusers references, bad input (the oracle sweep over spacing x steps x prediction type is in nbs/05_sampler)."
 import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from digseg.models import SD2_SCHEDULER_CONFIG, build_unet
+from digseg.models import build_unet
+from digseg.components import SD2_SCHEDULER_CONFIG
 from digseg.sampler import (PREDICTION_TYPES, TIMESTEP_SPACINGS, DEFAULT_PREDICTION_TYPE, DenoiseOutput, add_noise,
                             ddim_timesteps, denoise, ensemble_latents, make_sampler, make_train_scheduler,
-                            sample_timesteps, training_target)
+                            sample_timesteps, training_target, oracle_model)
 
 ALPHAS = make_sampler().alphas_cumprod.double()
 Y0 = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -20,46 +21,19 @@ def sd2_alphas_float64():
     return np.cumprod(1 - betas)
 
 
-def oracle(y0, kind, seen=None):
-    "Exact prediction of `kind` for target `y0` at any x_t, t (rows member-major)."
-    def fn(x, t, cond):
-        if seen is not None: seen.append(int(t))
-        a = ALPHAS[int(t)]
-        target = y0.repeat(len(x)//len(y0), *([1]*(y0.ndim - 1)))
-        eps = (x - a.sqrt()*target)/(1 - a).sqrt()
-        return {"epsilon": eps, "v_prediction": a.sqrt()*eps - (1 - a).sqrt()*target, "sample": target}[kind]
-    return fn
-
-
-@pytest.mark.parametrize("kind", PREDICTION_TYPES)
-@pytest.mark.parametrize("steps", [1, 2, 5, 10, 20, 50])
-@pytest.mark.parametrize("spacing", TIMESTEP_SPACINGS)
-@pytest.mark.parametrize("E", [1, 4])
-def test_oracle_recovers_target(kind, steps, spacing, E):
-    seen = []
-    out = denoise(oracle(Y0, kind, seen), torch.zeros_like(Y0), torch.zeros(2, 3), steps, spacing, E,
-                  generator=torch.Generator().manual_seed(steps), prediction_type=kind)
-    assert isinstance(out, DenoiseOutput) and out.latents.shape == (E, *Y0.shape)
-    assert out.latents.dtype == torch.float64
-    torch.testing.assert_close(out.latents, Y0.expand(E, *Y0.shape), rtol=0, atol=1e-10)
-    torch.testing.assert_close(out.mean, Y0, rtol=0, atol=1e-10)
-    assert out.std.abs().max() < 1e-10
-    assert seen == ddim_timesteps(steps, spacing)  # one call per DDIM step, at DDIM's timesteps
-
-
 @pytest.mark.parametrize("kind", PREDICTION_TYPES)
 def test_oracle_recovers_target_with_eta(kind):
-    out = denoise(oracle(Y0, kind), torch.zeros_like(Y0), None, 10, "trailing", 3, eta=1.0,
+    out = denoise(oracle_model(Y0, kind, ALPHAS), torch.zeros_like(Y0), None, 10, "trailing", 3, eta=1.0,
                   generator=torch.Generator().manual_seed(0), prediction_type=kind)
     torch.testing.assert_close(out.mean, Y0, rtol=0, atol=1e-9)
 
 
 def test_prediction_type_from_scheduler():
     for kind in PREDICTION_TYPES:
-        out = denoise(oracle(Y0, kind), torch.zeros_like(Y0), None, 3, scheduler=make_train_scheduler(kind))
+        out = denoise(oracle_model(Y0, kind, ALPHAS), torch.zeros_like(Y0), None, 3, scheduler=make_train_scheduler(kind))
         torch.testing.assert_close(out.mean, Y0, rtol=0, atol=1e-10)
     assert DEFAULT_PREDICTION_TYPE == "v_prediction"
-    out = denoise(oracle(Y0, "v_prediction"), torch.zeros_like(Y0), None)  # default is v
+    out = denoise(oracle_model(Y0, "v_prediction", ALPHAS), torch.zeros_like(Y0), None)  # default is v
     torch.testing.assert_close(out.mean, Y0, rtol=0, atol=1e-10)
 
 
@@ -75,7 +49,7 @@ def test_ddim_timesteps_match_diffusers(spacing, steps):
 def test_first_timestep_trailing_vs_leading():
     for spacing, expect in [("trailing", [999]), ("leading", [1]), ("linspace", [0])]:
         seen = []
-        denoise(oracle(Y0, "sample", seen), torch.zeros_like(Y0), None, 1, spacing)
+        denoise(oracle_model(Y0, "sample", ALPHAS, seen), torch.zeros_like(Y0), None, 1, spacing)
         assert seen == expect == ddim_timesteps(1, spacing)
     assert ddim_timesteps(10, "trailing")[0] == 999 and ddim_timesteps(10, "leading")[-1] == 1
     # a scheduler's own steps_offset is honoured
@@ -84,7 +58,7 @@ def test_first_timestep_trailing_vs_leading():
     # (diffusers' from_config drops `_use_default_values` keys from a merged dict)
     for spacing, expect in [("trailing", [999]), ("leading", [1])]:
         seen = []
-        denoise(oracle(Y0, "sample", seen), torch.zeros_like(Y0), None, 1, spacing, scheduler=make_train_scheduler())
+        denoise(oracle_model(Y0, "sample", ALPHAS, seen), torch.zeros_like(Y0), None, 1, spacing, scheduler=make_train_scheduler())
         assert seen == expect
 
 
@@ -94,7 +68,7 @@ def test_epsilon_error_amplification_at_t999():
     np.testing.assert_allclose(ALPHAS[999].item(), sd2_alphas_float64()[999], rtol=1e-5)
     err = {}
     for kind in ("epsilon", "v_prediction"):
-        biased = lambda x, t, c, f=oracle(Y0, kind): f(x, t, c) + 0.05
+        biased = lambda x, t, c, f=oracle_model(Y0, kind, ALPHAS): f(x, t, c) + 0.05
         err[kind] = (denoise(biased, torch.zeros_like(Y0), None, 1, "trailing", prediction_type=kind).mean - Y0).abs()
     np.testing.assert_allclose(err["epsilon"].numpy(), 0.05*np.sqrt(1 - 1/inv_sqrt_a**2)*inv_sqrt_a, rtol=1e-5)
     np.testing.assert_allclose((err["epsilon"]/err["v_prediction"]).numpy(), inv_sqrt_a, rtol=1e-5)
@@ -130,7 +104,7 @@ def test_member_order_and_generator_list():
 @pytest.mark.parametrize("n", [1, 5, 7])
 def test_wrong_generator_list_length(n):
     with pytest.raises(ValueError, match="`generator` list must have ensemble_size\\*batch = 6"):
-        denoise(oracle(Y0, "sample"), torch.zeros_like(Y0), None, ensemble_size=3,
+        denoise(oracle_model(Y0, "sample", ALPHAS), torch.zeros_like(Y0), None, ensemble_size=3,
                 generator=[torch.Generator().manual_seed(i) for i in range(n)])
 
 
@@ -181,7 +155,7 @@ def test_sample_timesteps():
 
 
 Z = torch.zeros(2, 4, 3, 3)
-F_OK = oracle(Z.double(), "sample")
+F_OK = oracle_model(Z.double(), "sample", ALPHAS)
 
 
 @pytest.mark.parametrize("call, exc, msg", [
