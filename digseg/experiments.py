@@ -271,15 +271,19 @@ def train_dedos_model(cfg: dict): # a full run config with `train.output_dir` (s
         out = train_dedos(cfg)
     return load_dedos(out).to(default_device()), out   # evaluated on the GPU when there is one
 
-def run_dedos_eval(model, folder, spec: dict, exp): # model, its folder, an eval spec, the Experiment
+def run_dedos_eval(model, folder, spec: dict, exp,  # model, its folder, an eval spec, the Experiment
+                   queries: str|None=None):          # inference queries: 'memory', 'kernels' or 'diffusion' (None: the model's)
     "Evaluate DEDOS on a dataset spec (resumable, cached beside the model); return the metrics dict."
     ds = eval_dataset(spec, exp)
     limit = SMOKE_EVAL["limit"] if exp.smoke else spec.get("limit")
     # the benchmark's geometry (resize, sliding window); DEDOS prompts every class, background included
     geometry = {k: v for k, v in eval_protocol(spec.get("name", "mini_world"), "dedos").items() if k in ("mode", "crop_size", "stride", "resize_short")}
-    key = hashlib.sha256(json.dumps(["dedos", spec, limit], sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return evaluate_dedos(model, ds, out_dir=Path(folder)/"eval"/key, limit=limit, progress=not exp.smoke,
-                          subsets=class_subsets(spec.get("subsets")), **geometry)
+    mode, was = queries or model.cfg.inference_queries, model.cfg.inference_queries
+    key = hashlib.sha256(json.dumps(["dedos", spec, limit] + ([mode] if mode != "memory" else []), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    model.cfg.inference_queries = mode
+    try: return evaluate_dedos(model, ds, out_dir=Path(folder)/"eval"/key, limit=limit, progress=not exp.smoke,
+                               subsets=class_subsets(spec.get("subsets")), **geometry)
+    finally: model.cfg.inference_queries = was
 
 # %% ../nbs/20_experiments.ipynb #b9bc6e28
 def run_calibration(pipe, spec: dict, exp: Experiment,
