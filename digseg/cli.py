@@ -9,8 +9,9 @@ from pathlib import Path
 from .config import project_root, runs_dir, get_profile, data_root
 
 # %% auto #0
-__all__ = ['EVAL_SETTINGS', 'EVAL_DEFAULTS', 'reproduce', 'segment_files', 'eval_settings', 'eval_dataset', 'eval_kwargs',
-           'input_error', 'load_pipeline', 'run_evaluate', 'experiment_model', 'run_train', 'run_pretrain', 'main']
+__all__ = ['EVAL_SETTINGS', 'EVAL_DEFAULTS', 'DEFAULT_BASES', 'reproduce', 'segment_files', 'eval_settings', 'eval_dataset',
+           'eval_kwargs', 'input_error', 'load_pipeline', 'run_evaluate', 'experiment_model', 'run_train',
+           'run_pretrain', 'run_data', 'main']
 
 # %% ../nbs/90_cli.ipynb #dbcf9aab
 def reproduce(profile: str="mini",       # 'mini' or 'paper'
@@ -90,13 +91,16 @@ def eval_dataset(dataset: str|None=None, # benchmark name, 'mini_world' or None
     if (dataset or "mini_world") == "mini_world" and (data or "mini_world") == "mini_world":
         return "mini_world", MiniWorld(split or "val", size=limit or 200)
     if dataset in (None, "mini_world"):                  # a prepared folder: its dataset.json names it
+        if Path(data).is_dir() and not (Path(data)/"dataset.json").exists() and (Path(data)/"masks").is_dir():
+            from digseg.own_data import ensure_common_layout   # a folder of your own: converted once, beside it
+            data = ensure_common_layout(data)
         folder = SegFolder(data, split or "val", on_error=on_error)
         if folder.info.get("name") not in BENCHMARKS: return folder.info.get("name", "folder"), folder
         dataset = folder.info["name"]
     name = get_benchmark(dataset).name
     return name, load_benchmark(name, data or data_root(), split, on_error=on_error)
 
-def eval_kwargs(name: str, settings: dict):
+def eval_kwargs(name: str, settings: dict, dataset=None): # the dataset (its dataset.json may name a background)
     "`evaluate` keyword arguments: the protocol of `name`, overridden by the settings given."
     from digseg.benchmarks import EVAL_PROTOCOLS, eval_protocol
     from digseg.predict import check_protocol
@@ -109,6 +113,11 @@ def eval_kwargs(name: str, settings: dict):
     if settings.get("resize_short") is not None: kw["resize_short"] = settings["resize_short"] or None   # 0: native size
     check_protocol(kw.get("mode", "whole"), kw.get("crop_size"), kw.get("stride"), kw.get("resize_short"))
     if name == "mini_world": kw["subsets"] = {"seen": seen_class_names(), "unseen": list(UNSEEN_COMPOSITIONS)}
+    info = getattr(dataset, "info", None) or {}
+    if name not in EVAL_PROTOCOLS and info.get("background") is not None:   # a dataset of your own naming its background
+        names = info["class_names"]; kw["background"] = names[info["background"]]
+        if len(names) == 2:   # a binary task: IoU, precision, recall, F1 and Dice of the other class
+            kw["binary"] = {names[1 - info["background"]]: [1 - info["background"]]}
     return kw
 
 # %% ../nbs/90_cli.ipynb #f9ab33ca
@@ -180,7 +189,7 @@ def run_evaluate(settings: dict, # from `eval_settings`
         if settings.get("limit") is not None and settings["limit"] < 1: fail(f"--limit must be >= 1, got {settings['limit']}")
         if settings["overlays"] < 0: fail(f"--overlays must be >= 0, got {settings['overlays']}")
         name, ds = eval_dataset(settings.get("dataset"), settings.get("data"), settings.get("split"), settings.get("limit"), settings["on_error"])
-        kw = eval_kwargs(name, settings)
+        kw = eval_kwargs(name, settings, ds)
     except (ValueError, FileNotFoundError) as e: fail(str(e))
     pipe = load_pipeline(settings["model"], "evaluate", settings.get("device"), settings["precision"])
     pipe_kw = dict(num_inference_steps=settings["steps"], ensemble_size=settings["ensemble"],
@@ -229,6 +238,8 @@ def experiment_model(name: str, profile: str="paper", label: str|None=None):
     if label not in models: raise ValueError(f"`--model` must be one of {list(models)} for {name}, got {label!r}")
     return label, models[label]
 
+DEFAULT_BASES = ("pretrained/digseg-mini", "pretrained/mini-sd")   # the released model first, then the mini generator
+
 def run_train(args, fail):
     "`digseg train`: from a config file, or one model of an experiment (DiGSeg or DEDOS, by `model.method`); returns 0."
     from digseg.finetune import train_digseg, config_method, load_config
@@ -236,6 +247,15 @@ def run_train(args, fail):
     if args.config is not None:
         if args.model or args.list: fail("--model and --list go with --experiment, not --config")
         config = args.config
+    elif args.data is not None:   # a dataset folder of your own: the recipe, scaled to the data
+        from digseg.finetune import folder_training_config
+        base = args.base or next((b for b in DEFAULT_BASES if Path(b).is_dir()), None)
+        if base is None: fail(f"--base: none of the default models {list(DEFAULT_BASES)} exists here; pass a DiGSeg or Stable Diffusion folder")
+        out = args.out or str(Path("runs")/"own"/Path(args.data).resolve().name)
+        try: config = folder_training_config(args.data, base, out, args.steps, args.image_size, args.batch_size, args.clip)
+        except (ValueError, FileNotFoundError, TypeError) as e: fail(str(e))
+        print(f"fine-tuning {base} on {config['data']['dataset']} ({config['train']['max_steps']} steps of {config['train']['batch_size']}, "
+              f"{config['data']['image_size']} px crops) into {out}")
     else:
         try:
             if args.list:
@@ -272,6 +292,19 @@ def run_pretrain(args, fail):
     for s in stages: print(f"{s}: {paths[s]}")
     return 0
 
+# %% ../nbs/90_cli.ipynb #ec8f4467
+def run_data(args):
+    "`digseg data check|convert FOLDER`: validate a dataset folder of your own, or write it in the common layout."
+    from digseg.own_data import check_dataset, convert_dataset, format_report
+    try:
+        if args.data_command == "check":
+            report = check_dataset(args.folder, strict=False)
+            print(format_report(report))
+            return 2 if report["problems"] else 0
+        print(convert_dataset(args.folder, args.dst, args.val_fraction, args.seed))
+        return 0
+    except (FileNotFoundError, ValueError) as e: input_error(f"data {args.data_command}", str(e))
+
 # %% ../nbs/90_cli.ipynb #ec1f6a1e
 def main(argv: list|None=None):
     "The `digseg` command."
@@ -290,6 +323,14 @@ def main(argv: list|None=None):
     src = tr.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="YAML with model / data / objective / train sections; saves to its train.output_dir")
     src.add_argument("--experiment", help="an experiment name (e.g. table4_noise): train one of its models into the folder its notebook reads")
+    src.add_argument("--data", help="a dataset folder of your own (images/, masks/, classes.txt; see `digseg data check`): fine-tune on it")
+    tr.add_argument("--base", default=None, help="with --data: the model to fine-tune, a DiGSeg or Stable Diffusion folder "
+                    "(default pretrained/digseg-mini, else pretrained/mini-sd)")
+    tr.add_argument("--clip", default=None, help="with --data and a Stable Diffusion --base: its CLIP (default: mini-clip beside it)")
+    tr.add_argument("--out", default=None, help="with --data: the run folder (default runs/own/<data folder name>)")
+    tr.add_argument("--steps", type=int, default=None, help="with --data: optimizer steps (default ~30 passes over the images, 200-3000)")
+    tr.add_argument("--image-size", dest="image_size", type=int, default=None, help="with --data: training crop side (default: the base's resolution, or the images' shorter side)")
+    tr.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="with --data: batch (default 16 on a GPU, 4 on a CPU)")
     tr.add_argument("--profile", default="paper", choices=["mini", "paper"], help="with --experiment: the profile (default paper)")
     tr.add_argument("--model", default=None, help="with --experiment: the label of the model (see --list; default: the only one)")
     tr.add_argument("--list", action="store_true", help="with --experiment: list its models and their folders, train nothing")
@@ -300,6 +341,15 @@ def main(argv: list|None=None):
     pt.add_argument("--out", default="pretrained", help="where mini-sd/ and mini-clip/ are written (default pretrained)")
     pt.add_argument("--stages", default="vae,clip,unet", help="which stages to train (default all; published ones are skipped)")
     pt.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    da = sub.add_parser("data", help="your own dataset: check a folder of images/, masks/ and classes, or convert it to the common layout")
+    dsub = da.add_subparsers(dest="data_command", required=True)
+    dc = dsub.add_parser("check", help="report classes, splits, sizes and pixels per class; list every problem (exit 2 if any)")
+    dc.add_argument("folder", help="images/, masks/ (same stems), classes.txt or classes.yaml; optional split folders or list files")
+    dv = dsub.add_parser("convert", help="check, then write the common layout (dataset.json, images/, annotations/); resumable")
+    dv.add_argument("folder", help="the dataset folder")
+    dv.add_argument("--dst", default=None, help="output folder (default: <folder>_digseg beside it)")
+    dv.add_argument("--val-fraction", type=float, default=0.2, help="held-out share when the folder has no splits (default 0.2)")
+    dv.add_argument("--seed", type=int, default=0, help="seed of that split (default 0)")
     p = sub.add_parser("segment", help="segment images with text prompts")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--model", required=True, help="a saved DiGSeg pipeline folder")
@@ -313,6 +363,7 @@ def main(argv: list|None=None):
         return 0 if all(v["state"] == "ok" for v in results.values()) else 1
     if args.command == "train": return run_train(args, tr.error)
     if args.command == "pretrain": return run_pretrain(args, pt.error)
+    if args.command == "data": return run_data(args)
     if args.command == "evaluate":
         given = vars(args)
         try: settings = eval_settings(given, given.get("config"))

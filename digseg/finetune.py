@@ -4,6 +4,10 @@
 
 # %% ../nbs/10b_finetune.ipynb #b0f6f550
 from __future__ import annotations
+import json
+import numpy as np
+from PIL import Image
+from pathlib import Path
 from dataclasses import dataclass, field, asdict, fields
 import torch
 from torch import nn
@@ -13,16 +17,19 @@ from .latents import encode_image, encode_mask
 from .noise import sample_noise, NOISE_TYPES
 from .sampler import make_train_scheduler, predicted_clean, add_noise, training_target, sample_timesteps, PREDICTION_TYPES
 from .unet import unet_input, set_trainable, TRAINABLE_GROUPS
-from .models import _seeded
-from .pipeline import build_tiny_pipeline, build_sd2_pipeline
+from .models import _seeded, load_sd2
+from .pipeline import build_tiny_pipeline, build_sd2_pipeline, assemble_pipeline, DiGSegPipeline
 from .prior import build_mini_pipeline, pretrain_prior, PriorConfig
 from .data import MiniWorld, SegFolder, seen_class_names, world_class_names, ClassMaskSamples
 from .benchmarks import BENCHMARKS, ALIASES, load_benchmark, training_augment, subsample
 from .train import Trainer, TrainConfig
+from .text import ClipBackbone
+from .own_data import ensure_common_layout
 
 # %% auto #0
 __all__ = ['MASK_LOSSES', 'METHODS', 'DiGSegObjective', 'decoded_mask_loss', 'masked_mse', 'DiGSegTrainingModule', 'load_config',
-           'config_method', 'build_pipeline', 'ConcatSamples', 'build_training_data', 'train_digseg']
+           'config_method', 'pipeline_from_base', 'build_pipeline', 'ConcatSamples', 'build_training_data',
+           'train_digseg', 'base_resolution', 'folder_training_config']
 
 # %% ../nbs/10b_finetune.ipynb #d10ed192
 MASK_LOSSES = ("none", "l2", "bce_dice")
@@ -133,8 +140,25 @@ def config_method(config): # a dict, or a path to a YAML file
     if "method" in model: return check_choice("model.method", model["method"], METHODS)
     return "dedos" if {"dedos", "row"} & set(model) else "digseg"
 
+def pipeline_from_base(base,                    # a saved DiGSeg pipeline folder, or a Stable Diffusion folder (unet/, vae/, scheduler/)
+                       clip=None,               # with an SD folder: an open_clip folder or checkpoint (default: mini-clip beside it)
+                       clip_arch: str="custom"): # open_clip model name of `clip` ('custom': the folder's own config)
+    "The pipeline to fine-tune from `base`: a trained DiGSeg model as it is (e.g. the released one), or a text-to-image generator assembled as §3.3 does."
+    base = Path(base)
+    if (base/"model_index.json").is_file() and json.loads((base/"model_index.json").read_text()).get("_class_name") == "DiGSegPipeline":
+        return DiGSegPipeline.from_pretrained(base)
+    if not all((base/s).is_dir() for s in ("unet", "vae")):
+        raise FileNotFoundError(f"`base` {base} is neither a DiGSeg pipeline folder (model_index.json) nor a Stable Diffusion folder (unet/, vae/)")
+    clip = Path(clip) if clip is not None else base.parent/"mini-clip"
+    if not clip.exists(): raise FileNotFoundError(f"`clip`: no CLIP at {clip}; pass the open_clip folder or checkpoint of the CLIP to condition on")
+    unet, vae, sched = load_sd2(base)
+    text = ClipBackbone.from_open_clip(clip_arch, clip)
+    # a U-Net pretrained on this CLIP's token states (the mini prior) starts from the identity projection
+    return assemble_pipeline(unet, vae, text, sched, residual_projection=text.width == unet.config.cross_attention_dim)
+
 def build_pipeline(model: dict):
-    "The untrained DiGSeg pipeline a `model` config section describes (spec tiny / mini / sd2)."
+    "The untrained DiGSeg pipeline a `model` config section describes: `base` (a folder), or spec tiny / mini / sd2."
+    if model.get("base"): return pipeline_from_base(model["base"], model.get("clip_weights"), model.get("clip_arch", "custom"))
     spec = check_choice("model.spec", model.get("spec", "mini"), ("tiny", "mini", "sd2"))
     scratch = model.get("from_scratch", False)
     if not isinstance(scratch, bool): raise TypeError(f"`model.from_scratch` must be true or false, got {scratch!r}")
@@ -211,3 +235,35 @@ def train_digseg(config,                 # dict or YAML path (see `load_config`)
         (tmp/"train_config.json").write_text(json.dumps(cfg, indent=1, default=str))
         shutil.rmtree(out, ignore_errors=True); os.replace(tmp, out)
     return out
+
+# %% ../nbs/10b_finetune.ipynb #45623228
+def base_resolution(base): # a DiGSeg or Stable Diffusion folder
+    "The image side the base model works at: its U-Net's sample size times its VAE's downsampling."
+    base = Path(base)
+    unet, vae = (json.loads((base/s/"config.json").read_text()) for s in ("unet", "vae"))
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+
+def folder_training_config(data,                 # a dataset folder (raw, or in the common layout)
+                           base,                 # the model to fine-tune: a DiGSeg folder (e.g. pretrained/digseg-mini) or an SD folder
+                           output_dir,           # where the run (checkpoints, log, model/) goes
+                           steps: int|None=None, image_size: int|None=None, batch_size: int|None=None,
+                           clip=None,            # with an SD base: its CLIP (default: mini-clip beside it)
+                           cpu: bool|None=None): # None: the GPU when there is one
+    "A `train_digseg` config that fine-tunes `base` on a dataset folder with defaults scaled to the data."
+    common = ensure_common_layout(data)
+    info = json.loads((common/"dataset.json").read_text())
+    train = SegFolder(common, "train")
+    if len(train) == 0: raise ValueError(f"`data` {data}: the train split has no image")
+    short = int(np.median([min(Image.open(p).size) for p in train.images[:200]]))
+    side = image_size or max(8, min(base_resolution(base), short) // 8 * 8)
+    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    batch = batch_size or (4 if cpu else 16)
+    steps = steps or int(min(3000, max(200, 30 * len(train) / batch)))
+    bg = info.get("background"); names = info["class_names"]
+    return {"model": {"base": str(base), **({"clip_weights": str(clip)} if clip else {})},
+            "data": {"dataset": str(common), "split": "train", "image_size": side, "resize_short": None,
+                     "background": names[bg] if bg is not None else "background", "empty_rate": 0.2},
+            "objective": {"noise_type": "multires_annealed"},
+            "train": {"output_dir": str(output_dir), "max_steps": steps, "batch_size": batch, "learning_rate": 1e-4 if not cpu else 3e-4,
+                      "lr_schedule": "cosine", "warmup_steps": min(100, steps // 10), "checkpoint_every": max(50, steps // 10),
+                      "log_every": 10, "cpu": cpu}}
