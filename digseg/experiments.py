@@ -7,7 +7,8 @@ from __future__ import annotations
 import copy, hashlib, json, os, tempfile
 from pathlib import Path
 import yaml
-from .config import project_root, runs_dir, get_profile, check_choice, data_root, default_device, atomic_write
+from dataclasses import dataclass, fields
+from .config import project_root, runs_dir, get_profile, check_choice, check_int, data_root, default_device, atomic_write
 from .prior import PriorConfig
 from .pipeline import load_for_inference
 from .finetune import train_digseg
@@ -20,10 +21,11 @@ from .dedos_train import train_dedos, load_dedos, evaluate_dedos, CONFIG_NAME
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'injected_config', 'Experiment', 'prior_key',
-           'train_config', 'train_model', 'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable',
-           'eval_dataset', 'eval_settings', 'run_eval', 'train_dedos_model', 'run_dedos_eval', 'run_calibration',
-           'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure', 'grouped_bars']
+__all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'injected_config', 'Experiment', 'EvalSpec',
+           'TrainSpec', 'prior_key', 'train_config', 'train_model', 'experiment_models', 'missing_inputs',
+           'checkpoints_of', 'load_trainable', 'eval_dataset', 'eval_settings', 'run_eval', 'train_dedos_model',
+           'run_dedos_eval', 'run_calibration', 'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure',
+           'grouped_bars']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -98,6 +100,51 @@ class Experiment:
         self.models_root = self.out/"models" if self.smoke else runs_dir(profile)/"models"
     def __repr__(self): return f"Experiment({self.name!r}, profile={self.profile!r}, smoke={self.smoke}, out={str(self.out)!r})"
 
+# %% ../nbs/20_experiments.ipynb #c2090ed4
+@dataclass(frozen=True)
+class EvalSpec:
+    "A dataset to score, as experiment configs name it."
+    name: str = "mini_world"      # a benchmark ('ade150', 'A-150'), 'mini_world', 'mess', or a prepared folder
+    split: str|None = None        # default: the benchmark's evaluation split ('val' for the mini world)
+    size: int|None = None         # mini world: images rendered
+    limit: int|None = None        # score the first N images only
+    subsets: dict|None = None     # {name: class list, or 'seen' / 'unseen'}
+    root: str|None = None         # where the prepared benchmark lies (default: $DIGSEG_DATA)
+    seed: int|None = None         # mini world: its seed
+    image_size: int|None = None   # mini world: image side
+    background: str|None = None   # the class assigned by threshold, not prompted
+    on_error: str = "raise"       # 'skip': unreadable items are left out and counted
+    dataset: str|None = None      # 'mess': which of its datasets
+    title: str|None = None        # a caption (qualitative figures)
+    train: dict|None = None       # the training spec of the model this set shows (qualitative figures)
+    masks: int|None = None        # Table 7: ground-truth masks round-tripped through the VAE
+    checkpoint: int|None = None   # the training step of the weights scored (a learning curve): part of the cache key
+
+    @classmethod
+    def from_dict(cls, spec: dict): # an eval spec of a config
+        "The spec checked: unknown keys and wrong types are refused, naming them."
+        if not isinstance(spec, dict): raise TypeError(f"an eval spec must be a mapping, got {spec!r}")
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(spec) - known): raise ValueError(f"eval spec {spec}: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        for k in ("size", "limit", "seed", "image_size", "masks", "checkpoint"):
+            if spec.get(k) is not None: check_int(f"eval spec {k}", spec[k], 0 if k == "seed" else 1)
+        if spec.get("subsets") is not None and not isinstance(spec["subsets"], dict): raise TypeError(f"eval spec `subsets` must be a mapping, got {spec['subsets']!r}")
+        check_choice("eval spec on_error", spec.get("on_error", "raise"), ("raise", "skip"))
+        return cls(**spec)
+
+@dataclass(frozen=True)
+class TrainSpec:
+    "A model to train, as experiment configs name it: a base run config of configs/<profile>/ and overrides."
+    base: str = "train.yaml"
+    overrides: dict|None = None
+
+    @classmethod
+    def from_dict(cls, spec: dict):
+        if not isinstance(spec, dict): raise TypeError(f"a training spec must be a mapping, got {spec!r}")
+        if unknown := sorted(set(spec) - {"base", "overrides"}): raise ValueError(f"training spec {spec}: unknown key(s) {unknown}; allowed: ['base', 'overrides']")
+        if spec.get("overrides") is not None and not isinstance(spec["overrides"], dict): raise TypeError(f"training spec `overrides` must be a mapping, got {spec['overrides']!r}")
+        return cls(**spec)
+
 # %% ../nbs/20_experiments.ipynb #daebdf6b
 def prior_key(cfg: dict): # a training config
     "Cache key of the mini prior the config's model starts from; None when it names no mini prior."
@@ -110,6 +157,7 @@ def train_config(exp: Experiment,          # the experiment asking
                  variant: dict|None=None): # one more layer of overrides (an ablation's row)
     "The full training config of one model of an experiment, with its content-addressed output folder."
     spec = spec or exp.cfg.get("train", {"base": "train.yaml"})
+    TrainSpec.from_dict(spec)
     base = spec.get("base", "train.yaml")
     p = base if Path(base).is_absolute() else project_root()/"configs"/exp.profile/base
     cfg = merge(merge(yaml.safe_load(Path(p).read_text()), spec.get("overrides")), variant)
@@ -226,6 +274,7 @@ def load_trainable(pipe, checkpoint):
 # %% ../nbs/20_experiments.ipynb #ccb9be79
 def eval_dataset(spec: dict, exp: Experiment|None=None):
     "The dataset a spec names (mini-world split, prepared benchmark, or a MESS dataset); smoke runs use a few small images."
+    EvalSpec.from_dict(spec)   # the shape checked, naming a wrong key
     spec = dict(spec); name = spec.pop("name", "mini_world")
     smoke = exp is not None and exp.smoke
     if name == "mini_world":
