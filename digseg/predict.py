@@ -12,8 +12,8 @@ from .pipeline import BACKGROUND, DiGSegPipeline
 
 # %% auto #0
 __all__ = ['MODES', 'CANDIDATE_MODES', 'resized_size', 'resize_image', 'slide_windows', 'check_protocol',
-           'labels_from_probabilities', 'predict_probabilities', 'background_threshold_of', 'predict_label_maps',
-           'predict_labels']
+           'labels_from_probabilities', 'predict_probabilities', 'background_threshold_of', 'predict_class_maps',
+           'predict_label_maps', 'predict_labels']
 
 # %% ../nbs/10c_predict.ipynb #3cc4901b
 def resized_size(height: int, width: int, short: int|None):
@@ -120,6 +120,18 @@ def background_threshold_of(pipe_kwargs: dict):
     bt = pipe_kwargs.get("background_threshold")
     return pipe_kwargs.get("threshold", _pipe_default("threshold")) if bt is None else bt
 
+def predict_class_maps(pipe, image: torch.Tensor, classes: list,
+                       mode: str="whole", crop_size=None, stride=None,
+                       resize_short: int|None=None,          # shorter side the image is resized to first (None: as is)
+                       generator: torch.Generator|None=None,
+                       candidates: str="proposals",          # A.3 proposals on the whole image, or 'all' prompts
+                       **pipe_kwargs):
+    "((C, h, w) probability maps at the protocol's size, (C,) their prompt indices) of `image` under the test protocol."
+    mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
+    H, W = image.shape[-2:]
+    x = resize_image(image, resized_size(H, W, resize_short))
+    return predict_probabilities(pipe, x, classes, mode, crop_size, stride, generator, candidates, **pipe_kwargs)
+
 def predict_label_maps(pipe, image: torch.Tensor, classes: list,
                        thresholds: list,                     # background thresholds tau_bg, one label map each
                        mode: str="whole", crop_size=None, stride=None,
@@ -128,11 +140,8 @@ def predict_label_maps(pipe, image: torch.Tensor, classes: list,
                        candidates: str="proposals",          # A.3 proposals on the whole image, or 'all' prompts
                        **pipe_kwargs):
     "[(H, W) labels at each tau_bg of `thresholds`] of `image` under the test protocol, from one pipeline pass."
-    mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
-    H, W = image.shape[-2:]
-    x = resize_image(image, resized_size(H, W, resize_short))
-    probs, ids = predict_probabilities(pipe, x, classes, mode, crop_size, stride, generator, candidates, **pipe_kwargs)
-    return [labels_from_probabilities(probs, ids, (H, W), t) for t in thresholds]
+    probs, ids = predict_class_maps(pipe, image, classes, mode, crop_size, stride, resize_short, generator, candidates, **pipe_kwargs)
+    return [labels_from_probabilities(probs, ids, tuple(image.shape[-2:]), t) for t in thresholds]
 
 def predict_labels(pipe, image: torch.Tensor, classes: list,
                    mode: str="whole", crop_size=None, stride=None,
