@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: install reproduce test check-sync readme nbtest pytest clean
+.PHONY: install reproduce test check-sync readme nbtest pytest clean release
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,13 @@ $(VENV)/.installed: settings.ini setup.py pyproject.toml
 
 reproduce: install
 	$(BIN)/digseg reproduce --profile $(PROFILE)
+
+# Not part of the two README commands: how the shipped models were made. `digseg pretrain --config
+# configs/mini/prior.yaml` recreates pretrained/mini-sd and mini-clip (hours); `make release` fine-tunes the
+# released pretrained/digseg-mini and dedos-mini from them (the 15-minute recipes of benchmarks/prior_quality.py),
+# publishes them, scores them on held-out images and writes their model cards (~40 minutes on 2 cores).
+release: install
+	$(BIN)/python benchmarks/prior_quality.py --only digseg_mini,dedos_mini,digseg_released,dedos_released --publish --cards
 
 # README.md is written from nbs/index.ipynb (the front page). nbdev_readme would render it with Quarto, which
 # cannot be installed here (the quarto-cli package downloads its binary at install time): nbconvert does it.

@@ -2,7 +2,7 @@
 (digseg.mask_decoder), then compare the two decoders on mini-world mask latents (IoU against each other
 and against the ground truth) and, given a fine-tuned pipeline, the pipeline's mIoU with each.
 
-    python benchmarks/mask_decoder.py --vae PRIOR/vae [--model RUN/model]   # PRIOR: a digseg.prior.pretrain_prior folder
+    python benchmarks/mask_decoder.py [--vae VAE_FOLDER] [--model RUN/model]   # default: the shipped pretrained/mini-sd/vae
     python benchmarks/mask_decoder.py --quick                              # tiny random VAE: a smoke run, numbers meaningless
 """
 from __future__ import annotations
@@ -16,14 +16,14 @@ NAME = "mask_decoder"
 
 
 def find_vae(arg: str | None, model: str | None):
-    "The VAE to distil: --vae, else the --model pipeline's, else a pretrained mini prior's in the digseg cache."
+    "The VAE to distil: --vae, else the --model pipeline's, else the shipped mini SD's (pretrained/mini-sd/vae)."
     from diffusers import AutoencoderKL
-    from digseg.config import cache_dir
+    from digseg.prior import shipped_models
     if arg: return AutoencoderKL.from_pretrained(Path(arg)).eval(), str(arg)
     if model: return None, f"{model}/vae"
-    found = sorted((cache_dir()/"prior").glob("*/vae"))
-    if not found: raise SystemExit("no trained mini VAE: pass --vae PRIOR/vae (digseg.prior.pretrain_prior writes one) or --quick")
-    return AutoencoderKL.from_pretrained(found[-1]).eval(), str(found[-1])
+    found = shipped_models()/"mini-sd"/"vae"
+    if not found.is_dir(): raise SystemExit(f"no mini VAE at {found}: pass --vae FOLDER (digseg pretrain writes one) or --quick")
+    return AutoencoderKL.from_pretrained(found).eval(), str(found)
 
 
 def decode_speed(vae, dec, K, device, repeats, seed=0):

@@ -16,6 +16,16 @@ train split; the experiments use seeds 0 and 1). Measured:
 * `generation`: images sampled from the mini SD (DDIM 50, classifier-free guidance) from "a photo of a
   {colour} {shape} on a {domain} background", judged by a small CNN trained here on rendered world
   images (independent of the mini CLIP): how often the prompted colour, shape, and both are recognised.
+
+The fine-tuned models (each only when asked with --only, they train or need a released folder):
+
+* `digseg_mini`: DiGSeg fine-tuned from the shipped mini SD with the mini recipe (configs/mini/train_recipe.yaml)
+  for the 15-minute budget of FINETUNE_STEPS; `digseg_scratch`: the same from a random U-Net;
+  `dedos_mini`: DEDOS on the mini SD and CLIP (configs/mini/dedos_train.yaml), same budget;
+* `digseg_released` / `dedos_released`: the shipped pretrained/digseg-mini and pretrained/dedos-mini.
+
+Each is scored with 1-step trailing sampling and E = 1 on 200 held-out images of seen classes
+(mIoU_objects) and 100 of unseen colour-shape compositions, at the pipeline's default tau_bg.
 """
 from __future__ import annotations
 import json, subprocess, sys, time
@@ -29,8 +39,11 @@ NAME = "prior_quality"
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT_SEED = 7
 MEASURES = ("clip", "candidates", "vae", "generation")
+FINETUNED = ("digseg_mini", "digseg_scratch", "dedos_mini", "digseg_released", "dedos_released")
+FINETUNE_STEPS = {"digseg_mini": 4500, "digseg_scratch": 4500, "dedos_mini": 1000}   # each <= 15 minutes on 2 quiet cores
 TARGETS = {"clip.top1": 0.85, "candidates.recall": 0.90, "candidates.precision": 0.50, "vae.mask_iou": 0.97,
-           "generation.both": 0.70}
+           "generation.both": 0.70, "digseg_mini.seen": 0.50, "dedos_mini.seen": 0.50,
+           "digseg_released.seen": 0.75, "digseg_released.unseen": 0.50, "dedos_released.seen": 0.75}
 
 
 def single_object_images(n_per_class: int, seed: int = HELD_OUT_SEED, image_size: int = 64):
@@ -174,6 +187,80 @@ def generation_quality(unet, vae, clip, per_class: int, judge, steps: int = 50, 
             "images": len(ids), "ddim_steps": steps, "guidance": guidance, "chance": 1/24}, images
 
 
+def score(segment, n_seen: int, n_unseen: int, out_dir: Path | None = None):
+    "Seen and unseen mIoU_objects of a segmenter (`evaluate`'s callable: a pipeline, or a DEDOS segmenter) on world seed HELD_OUT_SEED."
+    from digseg.data import MiniWorld, class_subsets
+    out = {}
+    for name, split, n in (("seen", "val", n_seen), ("unseen", "unseen", n_unseen)):
+        ds = MiniWorld(split, size=n, seed=HELD_OUT_SEED)
+        m = segment(ds, subsets=class_subsets({"objects": name}), out_dir=None if out_dir is None else out_dir/name, progress=False)
+        out[name], out[f"{name}_mIoU"], out[f"{name}_images"] = m["mIoU_objects"], m["mIoU"], n
+    return out
+
+
+def score_pipeline(pipe, n_seen: int, n_unseen: int, out_dir: Path | None = None):
+    "`score` of a DiGSeg pipeline with the released sampling: 1-step trailing, E = 1."
+    from digseg.evaluate import evaluate
+    run = lambda ds, **kw: evaluate(pipe, ds, num_inference_steps=1, timestep_spacing="trailing", ensemble_size=1, **kw)
+    return score(run, n_seen, n_unseen, out_dir)
+
+
+def score_dedos(model, n_seen: int, n_unseen: int, out_dir: Path | None = None):
+    from digseg.dedos_train import evaluate_dedos
+    return score(lambda ds, **kw: evaluate_dedos(model, ds, **kw), n_seen, n_unseen, out_dir)
+
+
+def finetune(measure: str, runs: Path, quick: bool):
+    "Train (or resume) the model of a fine-tuning measure; return (the model to score, training record)."
+    from digseg.finetune import load_config, train_digseg
+    from digseg.pipeline import load_for_inference
+    dedos = measure.startswith("dedos")
+    cfg = load_config(ROOT/"configs"/"mini"/("dedos_train.yaml" if dedos else "train_recipe.yaml"))
+    steps = 2 if quick else FINETUNE_STEPS[measure]
+    cfg["train"].update(output_dir=str(runs/measure), max_steps=steps, checkpoint_every=max(1, steps//4),
+                        warmup_steps=min(cfg["train"].get("warmup_steps", 0), steps//10))
+    if quick:
+        cfg["model"] = {**cfg["model"], "spec": "tiny"}; cfg["data"].update(size=8, image_size=32); cfg["train"]["batch_size"] = 2
+    if measure == "digseg_scratch": cfg["model"]["from_scratch"] = True
+    t0 = time.time()
+    if dedos:
+        from digseg.dedos_train import train_dedos, load_dedos
+        folder = train_dedos(cfg); model = load_dedos(folder)
+    else:
+        folder = train_digseg(cfg); model = load_for_inference(folder)
+    log = [json.loads(l) for l in (runs/measure/"log.jsonl").read_text().splitlines()]
+    return model, {"steps": steps, "batch": cfg["train"]["batch_size"], "train_minutes": round(log[-1]["elapsed"]/60, 2),
+                   "wall_minutes_this_call": round((time.time() - t0)/60, 2), "final_loss": log[-1]["loss"]}
+
+
+def measure_finetuned(measure: str, root: Path, runs: Path, quick: bool):
+    "The record of one fine-tuned-model measure."
+    n = (2, 2) if quick else (200, 100)
+    if measure.endswith("released"):
+        folder = root/("digseg-mini" if measure.startswith("digseg") else "dedos-mini")
+        if measure.startswith("dedos"):
+            from digseg.dedos_train import load_dedos
+            return {**score_dedos(load_dedos(folder), *n), "folder": str(folder)}
+        from digseg.pipeline import load_for_inference
+        return {**score_pipeline(load_for_inference(folder), *n), "folder": str(folder)}
+    model, rec = finetune(measure, runs, quick)
+    return {**(score_dedos if measure.startswith("dedos") else score_pipeline)(model, *n), **rec}
+
+
+RELEASES = {"digseg_mini": "digseg-mini", "dedos_mini": "dedos-mini"}   # measure -> the released folder it becomes
+
+
+def publish(measure: str, runs: Path, root: Path):
+    "Copy a fine-tuning measure's model into `root` as the released folder (beside, then renamed: complete or absent)."
+    import shutil
+    src, dst = runs/measure/"model", root/RELEASES[measure]
+    if not src.is_dir(): raise SystemExit(f"--publish: {src} does not exist: run --only {measure} first")
+    tmp = dst.with_name(dst.name + ".tmp"); shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("eval", "train_config.json.tmp"))
+    shutil.rmtree(dst, ignore_errors=True); tmp.rename(dst)
+    return dst
+
+
 def load_models(root: Path, only: list):
     "(unet, vae, clip, scheduler config) of the shipped mini foundation models under `root` (None where `only` needs none)."
     from diffusers import AutoencoderKL
@@ -233,6 +320,10 @@ def model_card(name: str, rec: dict, root: Path, config: dict):
         wall = f"{log[-1]['elapsed']/60:.0f} min of training" if log else "not finished"
         lines.append(f"- {stage}: {steps} steps of batch {batch}, AdamW lr {lr} (cosine), final loss "
                      f"{log[-1]['loss']:.4f}; {wall}" if log else f"- {stage}: {steps} steps of batch {batch}: not finished")
+    if name == "mini-sd" and config.get("unet_variants"):
+        lines.append("- the U-Net at steps " + ", ".join(str(s) for s in config["unet_variants"]) + " of the same run is kept beside "
+                     "the final one as the diffusers variants " + ", ".join(f"`step{s:05d}`" for s in config["unet_variants"]) +
+                     " (`UNet2DConditionModel.from_pretrained(..., subfolder='unet', variant=...)`; DEDOS Table 4's SD 1.4 / 1.5 analogues)")
     lines += [f"- hardware: {m.get('cpu')} (2 cores), CPU only, torch {m.get('torch')}",
               f"- produced by the commit before `{rec.get('commit', 'unknown')}` (measured at that commit)", "",
               f"## Quality (`benchmarks/prior_quality.py`, world seed {rec['held_out_seed']}, never used in training)", "",
@@ -246,11 +337,47 @@ def model_card(name: str, rec: dict, root: Path, config: dict):
     return "\n".join(lines) + "\n"
 
 
+RELEASE_DESCRIPTION = {
+    "digseg-mini": "DiGSeg-mini, the released fine-tuned segmenter: a `DiGSegPipeline` folder (diffusers layout) fine-tuned "
+                   "from `pretrained/mini-sd` with the mini recipe. `DiGSegPipeline.from_pretrained('pretrained/digseg-mini')` "
+                   "or `digseg segment --model pretrained/digseg-mini`.",
+    "dedos-mini": "DEDOS-mini, the released DEDOS: its own modules (`dedos.safetensors`) and the spec that rebuilds the frozen "
+                  "mini SD and mini CLIP around them (`dedos_model.json`). `digseg.dedos_train.load_dedos('pretrained/dedos-mini')`."}
+
+
+def release_card(name: str, rec: dict):
+    "MODEL_CARD.md text of a released fine-tuned model from a prior_quality record (numbers copied from it)."
+    measure = {v: k for k, v in RELEASES.items()}[name]
+    train, released, m = rec[measure], rec.get(measure.split("_")[0] + "_released", {}), rec["machine"]
+    recipe = "configs/mini/dedos_train.yaml" if name.startswith("dedos") else "configs/mini/train_recipe.yaml"
+    import yaml
+    data = yaml.safe_load((ROOT/recipe).read_text())["data"]
+    lines = [f"# {name}", "", RELEASE_DESCRIPTION[name], "", "## Training", "",
+             f"- data: the mini world's `{data['split']}` split, world seed {data.get('world_seed', 0)}, {data['size']:,} scenes of "
+             f"{data['image_size']} x {data['image_size']} (the recipe's data section)",
+             f"- recipe: `{recipe}` for {train['steps']} steps of batch {train['batch']} (final loss {train['final_loss']:.4f}); "
+             f"{train['train_minutes']:.1f} min of training",
+             f"- command: `python benchmarks/prior_quality.py --only {measure} --publish` (`make release`)",
+             f"- hardware: {m.get('cpu')} (2 cores), CPU only, torch {m.get('torch')}",
+             f"- produced by the commit before `{rec.get('commit', 'unknown')}` (measured at that commit)", "",
+             f"## Quality (`benchmarks/prior_quality.py`, world seed {rec['held_out_seed']}, never used in training)", "",
+             "1-step trailing sampling, ensemble 1" + ("" if name.startswith("dedos") else ", the pipeline's default tau_bg") + ".", "",
+             "| measure | value | target | met |", "|---|---|---|---|"]
+    for k in ("seen", "unseen", "seen_mIoU", "unseen_mIoU"):
+        for src, label in ((train, measure), (released, measure.split("_")[0] + "_released")):
+            if k in src:
+                t = rec["targets"].get(f"{label}.{k}")
+                lines.append(f"| {label}.{k} | {src[k]:.4f} | {'>= ' + str(t['target']) if t else ''} | {('yes' if t['met'] else 'no') if t else ''} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_cards(rec: dict, root: Path, config: dict):
     "Write MODEL_CARD.md into every published folder of `root` whose measures are in `rec`."
     for name in STAGES:
         if (root/name).is_dir() and any(m in rec for m in CARD_MEASURES[name]):
             (root/name/"MODEL_CARD.md").write_text(model_card(name, rec, root, config))
+    for measure, name in RELEASES.items():
+        if (root/name).is_dir() and measure in rec: (root/name/"MODEL_CARD.md").write_text(release_card(name, rec))
 
 
 def _previous(out, key: str):
@@ -263,16 +390,20 @@ def _previous(out, key: str):
 def main(argv=None):
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--root", default=str(ROOT/"pretrained"), help="folder holding mini-sd/ and mini-clip/")
-    p.add_argument("--only", default=",".join(MEASURES), help=f"comma-separated subset of {','.join(MEASURES)}")
+    p.add_argument("--only", default=",".join(MEASURES), help=f"comma-separated subset of {','.join(MEASURES + FINETUNED)}")
+    p.add_argument("--runs", default=str(ROOT/"runs"/"prior_quality"), help="where the fine-tuning measures train (resumable)")
+    p.add_argument("--publish", action="store_true", help="copy the digseg_mini / dedos_mini models measured into pretrained/ "
+                   "as the released digseg-mini / dedos-mini (then add digseg_released,dedos_released to --only to score them)")
     p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale of the generation test")
     p.add_argument("--cards", action="store_true", help="write MODEL_CARD.md into pretrained/mini-sd and pretrained/mini-clip")
     p.add_argument("--config", default=str(ROOT/"configs"/"mini"/"prior.yaml"), help="the pretraining budget the cards state")
     args = p.parse_args(argv)
     C.setup(args)
     only = [m.strip() for m in args.only.split(",") if m.strip()]
-    if bad := [m for m in only if m not in MEASURES]: raise SystemExit(f"--only: unknown measurement(s) {bad}; choose from {MEASURES}")
+    if bad := [m for m in only if m not in MEASURES + FINETUNED]: raise SystemExit(f"--only: unknown measurement(s) {bad}; choose from {MEASURES + FINETUNED}")
     torch.manual_seed(args.seed)
     quick = args.quick
+    if quick and (bad := [m for m in only if m.endswith("released")]): raise SystemExit(f"--quick has no released models to score: drop {bad}")
     unet, vae, clip, sched = quick_models() if quick else load_models(Path(args.root), only)
     n = dict(per_class=1, images=4, judge=5, gen_per_class=1, steps=2) if quick else \
         dict(per_class=20, images=200, judge=1500, gen_per_class=4, steps=50)
@@ -283,10 +414,13 @@ def main(argv=None):
     if "generation" in only:
         judge, rec["judge"] = train_judge(n["judge"], batch=16 if quick else 64, width=8 if quick else 32)
         rec["generation"], images = generation_quality(unet, vae, clip, n["gen_per_class"], judge, n["steps"], args.guidance, sched)
+    for m in FINETUNED:
+        if m in only: rec[m] = measure_finetuned(m, Path(args.root), Path(args.runs), quick)
+        if args.publish and m in RELEASES and m in only and not quick: print(f"published {publish(m, Path(args.runs), Path(args.root))}")
     key = f"{rec['machine']['device_type']}" + ("-quick" if quick else "")
     old = _previous(args.out, key)   # a run of some measures keeps the others' last numbers (each says when it was measured)
-    rec["measured_at"] = {**old.get("measured_at", {}), **{m: rec["machine"]["date"] for m in MEASURES if m in rec}}
-    for m in [*MEASURES, "judge"]:
+    rec["measured_at"] = {**old.get("measured_at", {}), **{m: rec["machine"]["date"] for m in MEASURES + FINETUNED if m in rec}}
+    for m in [*MEASURES, *FINETUNED, "judge"]:
         if m not in rec and m in old: rec[m] = old[m]
     rec["targets"], rec["seconds"] = check_targets(rec), round(time.time() - t0, 1)
     C.table([{"target": k, "value": f"{v['value']:.3f}", "goal": f">= {v['target']}", "met": v["met"]} for k, v in rec["targets"].items()],

@@ -68,10 +68,9 @@ class ProbeSegmenter:
 
 
 def default_vae():
-    "The VAE folder of the prior the recipe starts from (pretrained once and cached, as `make reproduce` does)."
-    import yaml
-    from digseg.prior import PriorConfig, pretrain_prior
-    return pretrain_prior(PriorConfig(**(yaml.safe_load(RECIPE.read_text())["model"].get("prior") or {})))/"vae"
+    "The VAE folder of the mini SD the recipe starts from (the shipped pretrained/mini-sd/vae)."
+    from digseg.prior import shipped_models
+    return shipped_models()/"mini-sd"/"vae"
 
 
 def probe(minutes: float, width: int, input: str, vae, eval_every: float, world_size: int, eval_size: int,

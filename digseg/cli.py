@@ -10,8 +10,8 @@ from .config import project_root, runs_dir, get_profile, data_root
 
 # %% auto #0
 __all__ = ['EVAL_SETTINGS', 'EVAL_DEFAULTS', 'DEFAULT_BASES', 'reproduce', 'segment_files', 'eval_settings', 'eval_dataset',
-           'eval_kwargs', 'input_error', 'load_pipeline', 'run_evaluate', 'experiment_model', 'run_train',
-           'run_pretrain', 'run_data', 'main']
+           'eval_kwargs', 'input_error', 'load_pipeline', 'is_dedos_folder', 'load_dedos_segmenter', 'run_evaluate',
+           'experiment_model', 'run_train', 'run_pretrain', 'run_data', 'main']
 
 # %% ../nbs/90_cli.ipynb #dbcf9aab
 def reproduce(profile: str="mini",       # 'mini' or 'paper'
@@ -177,6 +177,18 @@ def load_pipeline(path, command: str, device=None, precision: str="auto"):
     try: return load_for_inference(path, device, precision)
     except (FileNotFoundError, ValueError) as e: input_error(command, str(e))
 
+def is_dedos_folder(path): # a model folder
+    "Whether `path` holds a trained DEDOS (`digseg.dedos_train.save_dedos`) rather than a DiGSeg pipeline."
+    from digseg.dedos_train import CONFIG_NAME
+    return (Path(path)/CONFIG_NAME).is_file()
+
+def load_dedos_segmenter(path, command: str, device=None):
+    "The saved DEDOS at `path` behind the pipeline call `evaluate` uses; a damaged one stops `command` with one line."
+    from digseg.dedos_train import load_dedos, DEDOSSegmenter
+    from digseg.config import default_device
+    try: return DEDOSSegmenter(load_dedos(path).to(device or default_device()), folder=path)
+    except (FileNotFoundError, ValueError) as e: input_error(command, str(e))
+
 # %% ../nbs/90_cli.ipynb #cc74564c
 def run_evaluate(settings: dict, # from `eval_settings`
                  fail):          # called with a message on bad settings (the parser's `error`)
@@ -191,9 +203,12 @@ def run_evaluate(settings: dict, # from `eval_settings`
         name, ds = eval_dataset(settings.get("dataset"), settings.get("data"), settings.get("split"), settings.get("limit"), settings["on_error"])
         kw = eval_kwargs(name, settings, ds)
     except (ValueError, FileNotFoundError) as e: fail(str(e))
-    pipe = load_pipeline(settings["model"], "evaluate", settings.get("device"), settings["precision"])
-    pipe_kw = dict(num_inference_steps=settings["steps"], ensemble_size=settings["ensemble"],
-                   timestep_spacing=settings["spacing"], threshold=settings["threshold"])
+    if is_dedos_folder(settings["model"]):   # DEDOS prompts every class, the background included: nothing is thresholded
+        pipe, kw, pipe_kw = load_dedos_segmenter(settings["model"], "evaluate", settings.get("device")), {**kw, "background": None}, {"threshold": 0.0}
+    else:
+        pipe = load_pipeline(settings["model"], "evaluate", settings.get("device"), settings["precision"])
+        pipe_kw = dict(num_inference_steps=settings["steps"], ensemble_size=settings["ensemble"],
+                       timestep_spacing=settings["spacing"], threshold=settings["threshold"])
     try: res = evaluate(pipe, ds, out_dir=settings["out"], limit=settings.get("limit"), overlays=settings["overlays"],
                         seed=settings["seed"], candidates=settings["candidates"], **kw, **pipe_kw)
     except (ValueError, FileNotFoundError) as e:   # another protocol in --out, an unreadable item: finished predictions are kept
@@ -238,7 +253,8 @@ def experiment_model(name: str, profile: str="paper", label: str|None=None):
     if label not in models: raise ValueError(f"`--model` must be one of {list(models)} for {name}, got {label!r}")
     return label, models[label]
 
-DEFAULT_BASES = ("pretrained/digseg-mini", "pretrained/mini-sd")   # the released model first, then the mini generator
+DEFAULT_BASES = {"digseg": ("pretrained/digseg-mini", "pretrained/mini-sd"),   # the released models first, then the mini generator
+                 "dedos": ("pretrained/dedos-mini", "pretrained/mini-sd")}
 
 def run_train(args, fail):
     "`digseg train`: from a config file, or one model of an experiment (DiGSeg or DEDOS, by `model.method`); returns 0."
@@ -249,10 +265,16 @@ def run_train(args, fail):
         config = args.config
     elif args.data is not None:   # a dataset folder of your own: the recipe, scaled to the data
         from digseg.finetune import folder_training_config
-        base = args.base or next((b for b in DEFAULT_BASES if Path(b).is_dir()), None)
-        if base is None: fail(f"--base: none of the default models {list(DEFAULT_BASES)} exists here; pass a DiGSeg or Stable Diffusion folder")
-        out = args.out or str(Path("runs")/"own"/Path(args.data).resolve().name)
-        try: config = folder_training_config(args.data, base, out, args.steps, args.image_size, args.batch_size, args.clip)
+        from digseg.dedos_train import dedos_folder_config
+        defaults = DEFAULT_BASES[args.method]
+        base = args.base or next((b for b in defaults if Path(b).is_dir()), None)
+        if base is None: fail(f"--base: none of the default models {list(defaults)} exists here; pass a {'DEDOS' if args.method == 'dedos' else 'DiGSeg'} or Stable Diffusion folder")
+        out = args.out or str(Path("runs")/"own"/Path(args.data).resolve().name/args.method)
+        try:
+            if args.method == "dedos":
+                if args.clip: fail("--clip goes with --method digseg: DEDOS reads the CLIP of its base")
+                config = dedos_folder_config(args.data, base, out, args.steps, args.image_size, args.batch_size)
+            else: config = folder_training_config(args.data, base, out, args.steps, args.image_size, args.batch_size, args.clip)
         except (ValueError, FileNotFoundError, TypeError) as e: fail(str(e))
         print(f"fine-tuning {base} on {config['data']['dataset']} ({config['train']['max_steps']} steps of {config['train']['batch_size']}, "
               f"{config['data']['image_size']} px crops) into {out}")
@@ -324,10 +346,11 @@ def main(argv: list|None=None):
     src.add_argument("--config", help="YAML with model / data / objective / train sections; saves to its train.output_dir")
     src.add_argument("--experiment", help="an experiment name (e.g. table4_noise): train one of its models into the folder its notebook reads")
     src.add_argument("--data", help="a dataset folder of your own (images/, masks/, classes.txt; see `digseg data check`): fine-tune on it")
-    tr.add_argument("--base", default=None, help="with --data: the model to fine-tune, a DiGSeg or Stable Diffusion folder "
-                    "(default pretrained/digseg-mini, else pretrained/mini-sd)")
+    tr.add_argument("--base", default=None, help="with --data: the model to fine-tune, a DiGSeg (DEDOS) or Stable Diffusion folder "
+                    "(default pretrained/digseg-mini, or pretrained/dedos-mini with --method dedos; else pretrained/mini-sd)")
+    tr.add_argument("--method", choices=("digseg", "dedos"), default="digseg", help="with --data: the model to fine-tune (default digseg)")
     tr.add_argument("--clip", default=None, help="with --data and a Stable Diffusion --base: its CLIP (default: mini-clip beside it)")
-    tr.add_argument("--out", default=None, help="with --data: the run folder (default runs/own/<data folder name>)")
+    tr.add_argument("--out", default=None, help="with --data: the run folder (default runs/own/<data folder name>/<method>)")
     tr.add_argument("--steps", type=int, default=None, help="with --data: optimizer steps (default ~30 passes over the images, 200-3000)")
     tr.add_argument("--image-size", dest="image_size", type=int, default=None, help="with --data: training crop side (default: the base's resolution, or the images' shorter side)")
     tr.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="with --data: batch (default 16 on a GPU, 4 on a CPU)")

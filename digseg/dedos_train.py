@@ -14,19 +14,19 @@ from .config import check_int, check_choice, data_root, count_flops
 from .dedos import DEDOSConfig, DEDOSModel, DEDOSTrainingModule, TINY_DEDOS_CONFIG, TABLE3_ROWS
 from .models import build_unet, build_vae, load_sd2
 from .text import build_tiny_clip, ClipBackbone
-from .prior import load_prior, pretrain_prior, PriorConfig
+from .prior import load_prior
 from .data import MiniWorld, SegFolder, SemanticSamples, seen_class_names, world_class_names
 from .benchmarks import BENCHMARKS, load_benchmark, subsample, training_augment
 from .latents import encode_image
-from .finetune import load_config
+from .finetune import load_config, scale_to_folder, base_resolution
 from .train import Trainer, TrainConfig
 from .evaluate import evaluate
 
 # %% auto #0
 __all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'CALIBRATION_IMAGES', 'DEDOS_PARTS', 'dedos_config',
            'null_text_states', 'save_null_text', 'build_dedos', 'build_semantic_data', 'save_dedos', 'load_dedos',
-           'calibrate_memory', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'frozen', 'dedos_efficiency',
-           'dedos_parameter_table']
+           'calibrate_memory', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'dedos_folder_config', 'frozen',
+           'dedos_efficiency', 'dedos_parameter_table']
 
 # %% ../nbs/13_dedos_train.ipynb #ce2c7cff
 MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, ffn_dim=128,
@@ -88,8 +88,7 @@ def build_dedos(model: dict): # the `model` section of a run config
             torch.manual_seed(seed)
             return DEDOSModel(build_vae("tiny", seed=None), build_unet("tiny", seed=None), build_tiny_clip(seed=None), cfg)
     if spec == "mini":
-        prior = model.get("prior_dir") or pretrain_prior(PriorConfig(**model.get("prior", {})))
-        unet, vae, clip = load_prior(prior)
+        unet, vae, clip = load_prior(model.get("prior_dir"), unet_variant=model.get("unet_variant"))   # the shipped mini SD + CLIP
         null = None
     else:
         if not model.get("clip_weights"): raise ValueError("`model.clip_weights`: pass the path of an open_clip checkpoint of the CLIP (digseg never downloads)")
@@ -188,7 +187,11 @@ def train_dedos(config,                    # dict or YAML path (see `digseg.fine
         raise ValueError("`config` describes a DiGSeg model (model.method 'digseg' or an `objective` section): train it with "
                          "digseg.finetune.train_digseg or `digseg train --config`")
     tc = TrainConfig.from_dict(cfg.get("train", {}))
-    model = build_dedos(cfg.get("model", {}))
+    spec = cfg.get("model", {})
+    if spec.get("base"):   # fine-tune a trained DEDOS (e.g. the released pretrained/dedos-mini): its architecture and weights
+        if extra := sorted(set(spec) - {"base", "method"}): raise ValueError(f"`model`: with `base` the model is the base's own; drop {extra}")
+        model, spec = load_dedos(spec["base"]), json.loads((Path(spec["base"])/CONFIG_NAME).read_text())["model"]
+    else: model = build_dedos(spec)
     data, names, ids = build_semantic_data(cfg.get("data", {}), seed=tc.seed)
     trainer = Trainer(DEDOSTrainingModule(model, names, ids), data, tc)
     if trainer.fit(resume=resume, max_steps=max_steps) < min(max_steps or tc.max_steps, tc.max_steps):
@@ -196,7 +199,7 @@ def train_dedos(config,                    # dict or YAML path (see `digseg.fine
     out = Path(tc.output_dir)/"model"
     calibrate_memory(model, data, trainer.accelerator.device)   # every rank: the same images, the same memory
     if trainer.accelerator.is_main_process:
-        save_dedos(trainer.accelerator.unwrap_model(trainer.module).model, out, cfg.get("model", {}),
+        save_dedos(trainer.accelerator.unwrap_model(trainer.module).model, out, spec,   # self-contained: the base's spec, not its path
                    {"train_config": json.loads(json.dumps(cfg, default=str)), "class_names": names})
     return out
 
@@ -216,6 +219,30 @@ class DEDOSSegmenter:
 def evaluate_dedos(model: DEDOSModel, dataset, out_dir=None, **kwargs): # other `evaluate` arguments (limit, subsets, ...)
     "Score DEDOS on `dataset` with `digseg.evaluate.evaluate`, every class (background included) prompted."
     return evaluate(DEDOSSegmenter(model), dataset, out_dir=out_dir, background=None, threshold=0.0, **kwargs)
+
+# %% ../nbs/13_dedos_train.ipynb #1be10684
+def dedos_folder_config(data,                 # a dataset folder (raw, or in the common layout)
+                        base,                 # a trained DEDOS folder (pretrained/dedos-mini) or a mini SD folder (pretrained/mini-sd)
+                        output_dir,           # where the run (checkpoints, log, model/) goes
+                        steps: int|None=None, image_size: int|None=None, batch_size: int|None=None,
+                        cpu: bool|None=None): # None: the GPU when there is one
+    "A `train_dedos` config that fine-tunes `base` on a dataset folder with defaults scaled to the data."
+    base = Path(base)
+    if (base/CONFIG_NAME).is_file():
+        model = {"method": "dedos", "base": str(base)}
+        native = json.loads((base/CONFIG_NAME).read_text()).get("train_config", {}).get("data", {}).get("image_size", 64)
+    elif (base/"unet").is_dir() and (base.parent/"mini-clip").is_dir():
+        model, native = {"method": "dedos", "spec": "mini", "prior_dir": str(base.parent)}, base_resolution(base)
+    else:
+        raise FileNotFoundError(f"`base`: {base} is neither a DEDOS folder ({CONFIG_NAME}) nor a mini SD folder with mini-clip/ beside "
+                                f"it; for SD2 write a run config (configs/paper/dedos_train.yaml) and use `digseg train --config`")
+    common, _, side, batch, steps, cpu = scale_to_folder(data, native, steps, image_size, batch_size, cpu)
+    return {"model": model, "data": {"dataset": str(common), "split": "train", "image_size": side},
+            "train": {"output_dir": str(output_dir), "max_steps": steps, "batch_size": batch,
+                      "learning_rate": 2e-4 if not cpu else 5e-4, "backbone_learning_rate": 2e-6 if not cpu else 5e-6,
+                      "lr_schedule": "cosine", "warmup_steps": min(100, steps // 10), "checkpoint_every": max(50, steps // 10),
+                      "log_every": 10, "cpu": cpu}}
+
 
 # %% ../nbs/13_dedos_train.ipynb #8b76dfa6
 DEDOS_PARTS = ("proxy", "refinement", "texture", "pixel_decoder", "decoder", "clip")

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from dataclasses import dataclass, fields
 from .config import project_root, runs_dir, get_profile, check_choice, check_int, data_root, default_device, atomic_write
-from .prior import PriorConfig
+from .prior import prior_fingerprint, shipped_models
 from .pipeline import load_for_inference
 from .finetune import train_digseg
 from .benchmarks import mess_datasets, BENCHMARKS, ALIASES, get_benchmark, _mess_key, load_benchmark, MessFolder
@@ -147,10 +147,10 @@ class TrainSpec:
 
 # %% ../nbs/20_experiments.ipynb #daebdf6b
 def prior_key(cfg: dict): # a training config
-    "Cache key of the mini prior the config's model starts from; None when it names no mini prior."
+    "Fingerprint of the mini foundation models the config's model starts from; None when it starts from none."
     m = cfg.get("model") or {}
-    if m.get("spec") != "mini" or m.get("prior_dir"): return None
-    return PriorConfig(**m.get("prior", {})).key()
+    if m.get("spec") != "mini" or m.get("base"): return None
+    return prior_fingerprint(m.get("prior_dir"))
 
 def train_config(exp: Experiment,          # the experiment asking
                  spec: dict|None=None,     # {'base': 'train.yaml', 'overrides': {...}} (default: exp.cfg['train'])
@@ -242,7 +242,8 @@ def missing_inputs(exp: Experiment):
             need.append((f"{label}: model.sd2_path", Path(m.get("sd2_path", "stabilityai/stable-diffusion-2"))))
             need.append((f"{label}: model.clip_weights", Path(m["clip_weights"]) if m.get("clip_weights") else None))
         if m.get("null_text") not in (None, "zeros"): need.append((f"{label}: model.null_text", Path(m["null_text"])))
-        if m.get("prior_dir"): need.append((f"{label}: model.prior_dir", Path(m["prior_dir"])))
+        if m.get("spec") == "mini" and not m.get("base"):
+            need.append((f"{label}: the mini foundation models", Path(m.get("prior_dir") or shipped_models())/"mini-sd"/"vae"))
         names = data.get("dataset", "mini_world")
         for n in names if isinstance(names, list) else [names]:
             if n == "mini_world": continue

@@ -19,7 +19,7 @@ from .sampler import make_train_scheduler, predicted_clean, add_noise, training_
 from .unet import unet_input, set_trainable, TRAINABLE_GROUPS
 from .models import _seeded, load_sd2
 from .pipeline import build_tiny_pipeline, build_sd2_pipeline, assemble_pipeline, DiGSegPipeline
-from .prior import build_mini_pipeline, pretrain_prior, PriorConfig
+from .prior import build_mini_pipeline
 from .data import MiniWorld, SegFolder, seen_class_names, world_class_names, ClassMaskSamples
 from .benchmarks import BENCHMARKS, ALIASES, load_benchmark, training_augment, subsample
 from .train import Trainer, TrainConfig
@@ -29,7 +29,7 @@ from .own_data import ensure_common_layout
 # %% auto #0
 __all__ = ['MASK_LOSSES', 'METHODS', 'DiGSegObjective', 'decoded_mask_loss', 'masked_mse', 'DiGSegTrainingModule', 'load_config',
            'config_method', 'pipeline_from_base', 'build_pipeline', 'ConcatSamples', 'build_training_data',
-           'train_digseg', 'base_resolution', 'folder_training_config']
+           'train_digseg', 'base_resolution', 'scale_to_folder', 'folder_training_config']
 
 # %% ../nbs/10b_finetune.ipynb #d10ed192
 MASK_LOSSES = ("none", "l2", "bce_dice")
@@ -164,8 +164,9 @@ def build_pipeline(model: dict):
     if not isinstance(scratch, bool): raise TypeError(f"`model.from_scratch` must be true or false, got {scratch!r}")
     if spec == "tiny": return build_tiny_pipeline(seed=model.get("seed", 0))
     if spec == "mini":
-        prior = model.get("prior_dir") or pretrain_prior(PriorConfig(**model.get("prior", {})), from_scratch_unet=scratch)
-        return build_mini_pipeline(prior, from_scratch=scratch, seed=model.get("seed", 0))
+        # the shipped mini foundation models (or `prior_dir`), loaded as the paper loads SD2
+        return build_mini_pipeline(model.get("prior_dir"), from_scratch=scratch, unet_variant=model.get("unet_variant"),
+                                   seed=model.get("seed", 0))
     pipe = build_sd2_pipeline(model.get("sd2_path", "stabilityai/stable-diffusion-2"), model.get("clip_weights"), model.get("clip_arch", "ViT-L-14-quickgelu"))
     if scratch:   # the no-prior baseline: SD2's architecture (conv_in already 8 wide), random weights; VAE and CLIP stay SD2's
         from diffusers import UNet2DConditionModel
@@ -243,6 +244,22 @@ def base_resolution(base): # a DiGSeg or Stable Diffusion folder
     unet, vae = (json.loads((base/s/"config.json").read_text()) for s in ("unet", "vae"))
     return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
 
+def scale_to_folder(data,                  # a dataset folder (raw, or in the common layout)
+                    native: int,           # the base model's image side
+                    steps: int|None=None, image_size: int|None=None, batch_size: int|None=None,
+                    cpu: bool|None=None):  # None: the GPU when there is one
+    "(common-layout folder, its dataset.json, crop side, batch, steps, cpu): fine-tuning defaults scaled to a dataset folder."
+    common = ensure_common_layout(data)
+    info = json.loads((common/"dataset.json").read_text())
+    train = SegFolder(common, "train")
+    if len(train) == 0: raise ValueError(f"`data` {data}: the train split has no image")
+    short = int(np.median([min(Image.open(p).size) for p in train.images[:200]]))
+    side = image_size or max(8, min(native, short) // 8 * 8)
+    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    batch = batch_size or (4 if cpu else 16)
+    steps = steps or int(min(3000, max(200, 30 * len(train) / batch)))
+    return common, info, side, batch, steps, cpu
+
 def folder_training_config(data,                 # a dataset folder (raw, or in the common layout)
                            base,                 # the model to fine-tune: a DiGSeg folder (e.g. pretrained/digseg-mini) or an SD folder
                            output_dir,           # where the run (checkpoints, log, model/) goes
@@ -250,15 +267,7 @@ def folder_training_config(data,                 # a dataset folder (raw, or in 
                            clip=None,            # with an SD base: its CLIP (default: mini-clip beside it)
                            cpu: bool|None=None): # None: the GPU when there is one
     "A `train_digseg` config that fine-tunes `base` on a dataset folder with defaults scaled to the data."
-    common = ensure_common_layout(data)
-    info = json.loads((common/"dataset.json").read_text())
-    train = SegFolder(common, "train")
-    if len(train) == 0: raise ValueError(f"`data` {data}: the train split has no image")
-    short = int(np.median([min(Image.open(p).size) for p in train.images[:200]]))
-    side = image_size or max(8, min(base_resolution(base), short) // 8 * 8)
-    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    batch = batch_size or (4 if cpu else 16)
-    steps = steps or int(min(3000, max(200, 30 * len(train) / batch)))
+    common, info, side, batch, steps, cpu = scale_to_folder(data, base_resolution(base), steps, image_size, batch_size, cpu)
     bg = info.get("background"); names = info["class_names"]
     return {"model": {"base": str(base), **({"clip_weights": str(clip)} if clip else {})},
             "data": {"dataset": str(common), "split": "train", "image_size": side, "resize_short": None,

@@ -23,7 +23,7 @@ from .mask_decoder import MaskDecoder
 
 # %% auto #0
 __all__ = ['BACKGROUND', 'propose_candidates', 'aggregate', 'pair_generators', 'working_size', 'DiGSegOutput', 'DiGSegPipeline',
-           'build_tiny_pipeline', 'assemble_pipeline', 'build_sd2_pipeline', 'load_for_inference']
+           'build_tiny_pipeline', 'assemble_pipeline', 'build_sd2_pipeline', 'load_for_inference', 'first_occurrence']
 
 # %% ../nbs/10_pipeline.ipynb #a68e1a61
 @torch.no_grad()
@@ -303,6 +303,10 @@ def prepare_image(self: DiGSegPipeline,
     return x, encode_pixels(self.vae, x), (H, W)
 
 # %% ../nbs/10_pipeline.ipynb #bab41426
+def first_occurrence(names: list): # class names, possibly repeated
+    "{name: index of its first occurrence}: a repeated name is denoised once and its maps copied."
+    return {n: k for k, n in reversed(list(enumerate(names)))}
+
 @patch
 @torch.no_grad()
 def candidate_pairs(self: DiGSegPipeline,
@@ -313,7 +317,7 @@ def candidate_pairs(self: DiGSegPipeline,
     names = [classes] if isinstance(classes, str) else list(classes) if classes is not None else list(self.config.vocabulary)
     if classes is not None: candidates = torch.ones(len(x), len(names), dtype=torch.bool)
     else: candidates = self.propose((x + 1)/2, names, global_threshold, patch_threshold)
-    first = {n: k for k, n in reversed(list(enumerate(names)))}   # first index of each name: a repeat is run once, copied
+    first = first_occurrence(names)   # a repeat is run once, then copied
     run = candidates.clone(); run[:, [k for k, n in enumerate(names) if first[n] != k]] = False
     return names, candidates, run.nonzero(as_tuple=True)
 
@@ -367,7 +371,6 @@ def __call__(self: DiGSegPipeline,
         raise ValueError(f"`generator` list must have one generator per image ({B}), got {len(generator)}")
     names, candidates, pairs = self.candidate_pairs(x, classes, global_threshold, patch_threshold)
     cond = self.conditioner(names).to(self.unet.device, self.unet.dtype)   # (K, L, D), cached CLIP states
-    first = {n: k for k, n in reversed(list(enumerate(names)))}
     # generator=None: torch's global RNG; a list: one base seed per image
     draw = lambda g: int(torch.randint(0, 2**62, (), generator=g))
     base_seed = [draw(g) for g in generator] if isinstance(generator, (list, tuple)) else draw(generator)
@@ -391,6 +394,7 @@ def __call__(self: DiGSegPipeline,
         unc[bi, ki] = _resize(spread, (H, W))[:, 0].clamp_min(0).cpu()
     labels = winner.masked_fill(best < background_threshold, BACKGROUND)   # A.3: `aggregate`'s rule, one class at a time
     if not keep: return DiGSegOutput(labels=labels, probabilities=None, masks=None, uncertainty=None, candidates=candidates, classes=names)
+    first = first_occurrence(names)
     for k, n in enumerate(names):
         if first[n] != k: probs[:, k], unc[:, k] = probs[:, first[n]], unc[:, first[n]]
     return DiGSegOutput(labels=labels, probabilities=probs, masks=(probs > threshold) & candidates[:, :, None, None],

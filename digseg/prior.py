@@ -4,29 +4,29 @@
 
 # %% ../nbs/10a_prior.ipynb #2c876556
 from __future__ import annotations
-import hashlib, json, shutil
-from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, asdict, replace
+import hashlib, os, shutil
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from .config import cache_dir, check_int, check_choice
-from .data import MiniWorld, WorldConfig, SHAPES
-from .models import build_unet, build_vae
+from .config import check_choice
+from .data import MiniWorld, SHAPES
+from .models import build_unet, build_vae, load_sd2
 from .components import MINI_CLIP_CONFIG
 from .text import ClipBackbone, PROMPT_TEMPLATE
 from .latents import mask_to_tensor, encode_image
 from .sampler import make_train_scheduler, add_noise, training_target, sample_timesteps
-from .train import Trainer, TrainConfig, list_checkpoints, load_checkpoint
+from .train import Trainer, TrainConfig
 from .pipeline import assemble_pipeline
 
 # %% auto #0
-__all__ = ['VAE_LOSSES', 'PRIOR_VERSION', 'UNET_SNAPSHOTS', 'STAGE_FIELDS', 'FOUNDATION_STAGES', 'PriorSamples', 'VAEPretraining',
-           'set_latent_scale', 'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig',
-           'unet_snapshot_steps', 'train_stage', 'pretrain_prior', 'load_prior', 'build_mini_pipeline',
-           'foundation_paths', 'pretrain_foundation']
+__all__ = ['VAE_LOSSES', 'FOUNDATION_STAGES', 'PRETRAINED_ENV', 'PriorSamples', 'VAEPretraining', 'set_latent_scale',
+           'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig', 'unet_variant_name',
+           'train_stage', 'foundation_paths', 'pretrain_foundation', 'shipped_models', 'load_prior',
+           'prior_fingerprint', 'build_mini_pipeline']
 
 # %% ../nbs/10a_prior.ipynb #6cf5f615
 class PriorSamples(Dataset):
@@ -125,31 +125,30 @@ class TextToImagePretraining(nn.Module):
         return {"loss": F.mse_loss(pred, training_target(self.scheduler, z, noise, t.to(dev)))}
 
 # %% ../nbs/10a_prior.ipynb #f57291d9
-PRIOR_VERSION = 6   # bump when the pretraining code or the mini architecture changes, to invalidate old caches (5: U-Net heads 16 wide; 6: hard negatives, caption dropout)
-UNET_SNAPSHOTS = 6  # the U-Net stage keeps its weights at every 1/6 of its run (`PriorConfig.unet_stop`)
-
 @dataclass
 class PriorConfig:
-    "Budget and hyperparameters of the mini prior (defaults aimed at 10 minutes on 2 quiet CPU cores)."
-    world_size: int = 4000
+    "Budget and hyperparameters of the mini foundation models (defaults: the shipped ones, `configs/mini/prior.yaml`)."
+    world_size: int = 100_000  # items of the mini world's train split, rendered on demand
     seed: int = 0
-    vae_steps: int = 1000
-    vae_batch: int = 4
+    vae_steps: int = 2500
+    vae_batch: int = 8
     vae_lr: float = 2e-3
     vae_loss: str = "mse"
-    clip_steps: int = 1200   # 300 left the text states shape-blind (issue 3, session_2026_11_24c)
+    clip_steps: int = 12_000
     clip_batch: int = 64
     clip_lr: float = 1e-3
-    unet_steps: int = 300
+    clip_hard_negatives: bool = True  # shape-swapped captions as extra texts to reject (`ClipPretraining`)
+    unet_steps: int = 16_000
     unet_batch: int = 32
     unet_lr: float = 5e-4
-    unet_stop: int|None = None  # take the U-Net at this step of the `unet_steps` run (one of `unet_snapshot_steps`)
-    clip_hard_negatives: bool = False # shape-swapped captions as extra texts to reject (`ClipPretraining`)
-    caption_dropout: float = 0.0      # share of empty captions in the U-Net stage (classifier-free guidance)
-    checkpoint_every: int|None = None # steps between checkpoints of a stage (None: a quarter of the stage)
-    def key(self):
-        "Cache key: a hash of the config and PRIOR_VERSION."
-        return hashlib.sha256(json.dumps({**asdict(self), "v": PRIOR_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
+    caption_dropout: float = 0.1      # share of empty captions in the U-Net stage (SD's 10 %, for guidance)
+    unet_variants: tuple = (4521, 9260) # steps at which the U-Net is also kept, as diffusers variants `step04521`...
+    checkpoint_every: int|None = 250  # steps between checkpoints of a stage (None: a quarter of the stage)
+    def __post_init__(self):
+        v = tuple(self.unet_variants)
+        if any(not isinstance(s, int) or not 0 < s < self.unet_steps for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"`unet_variants` must be distinct steps in (0, unet_steps={self.unet_steps}), got {list(v)}")
+        self.unet_variants = tuple(sorted(v))
     @classmethod
     def from_yaml(cls, path): # a YAML file of PriorConfig fields
         "Read a config file, refusing unknown keys (a typo must not fall back to a default silently)."
@@ -160,136 +159,33 @@ class PriorConfig:
             raise ValueError(f"`config`: unknown prior option(s) {unknown} in {path}; known: {sorted(f.name for f in fields(cls))}")
         return cls(**d)
 
-def unet_snapshot_steps(cfg: PriorConfig):
-    "The steps of the U-Net run whose weights a prior keeps: every 1/`UNET_SNAPSHOTS` of `unet_steps`, the last included."
-    every = max(1, cfg.unet_steps // UNET_SNAPSHOTS)
-    return sorted({*range(every, cfg.unet_steps, every), cfg.unet_steps})
+def unet_variant_name(step: int): return f"step{step:05d}"  # the diffusers `variant` of the U-Net kept at `step`
 
 def train_stage(module, data, run_dir: str|Path, steps: int, batch: int, lr: float, seed: int,
                 every: int|None=None, # steps between checkpoints (None: a quarter of the run)
                 keep: int=2,          # checkpoints kept
-                log_every: int|None=None): # steps between log lines (None: 50 lines per run)
+                log_every: int|None=None, # steps between log lines (None: 50 lines per run)
+                stops: dict|None=None):   # {step: callback()} run when training reaches each step
     "Train one pretraining stage with the common Trainer (resumable: a rerun continues) and return its run folder."
     cfg = TrainConfig(output_dir=str(run_dir), max_steps=steps, batch_size=batch, learning_rate=lr,
                       lr_schedule="cosine", warmup_steps=min(50, steps//10), checkpoint_every=every or max(1, steps//4),
                       keep_checkpoints=keep, log_every=log_every or max(1, steps//50), seed=seed, weight_decay=0.0)
-    if Trainer(module, data, cfg).fit() < steps:   # stopped by SIGINT/SIGTERM: checkpointed, not finished
-        raise KeyboardInterrupt(f"pretraining stage {Path(run_dir).name!r} interrupted; rerun to resume it from {run_dir}")
+    trainer = Trainer(module, data, cfg)
+    # stopping at a kept step and going on is one run: the cosine schedule spans all `steps`
+    for at in sorted(stops or {}) + [steps]:
+        if at < steps and trainer.step > at: continue   # passed in an earlier (resumed) run
+        if trainer.fit(max_steps=at) < at:              # stopped by SIGINT/SIGTERM: checkpointed, not finished
+            raise KeyboardInterrupt(f"pretraining stage {Path(run_dir).name!r} interrupted; rerun to resume it from {run_dir}")
+        if at < steps: stops[at]()
     return Path(cfg.output_dir)
 
-def _run_stage(module, data, out: Path, name: str, steps: int, batch: int, lr: float, seed: int, every: int|None=None):
-    "A cached prior's stage: checkpoints every `every` steps, all kept (the U-Net's snapshots), else a quarter of the run."
-    return train_stage(module, data, out/f"_{name}_run", steps, batch, lr, seed, every, keep=steps//every + 1 if every else 2)
-
-# What each stage's weights depend on: a prior differing only in its U-Net budget reuses the VAE and
-# CLIP of a cached sibling instead of training them again. DEDOS Table 4's mini generators go one step
-# further: SD 1.4 and 1.5 are checkpoints of one training lineage (both continue SD 1.2), so their mini
-# analogues are the default prior's U-Net at earlier steps of its own run (`unet_stop`), kept as
-# snapshots when that run trains: no extra training at all (it cost 460 s of the first measured run).
-STAGE_FIELDS = {"vae": ("world_size", "seed", "vae_steps", "vae_batch", "vae_lr", "vae_loss"),
-                "clip": ("world_size", "seed", "clip_steps", "clip_batch", "clip_lr", "clip_hard_negatives")}
-
-def _copy_folder(src: Path, dst: Path):
-    "Copy a stage folder beside `dst`, then rename: a copied stage is either complete or absent."
-    tmp = dst.with_name(dst.name + ".tmp"); shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp); tmp.rename(dst)
-
-def _reuse_stage(cfg: PriorConfig, out: Path, name: str):
-    "Copy stage `name` from a cached prior whose config agrees on the stage's fields; True if one was found."
-    want = {k: getattr(cfg, k) for k in STAGE_FIELDS[name]}
-    for other in sorted(out.parent.glob("*/prior.json")):
-        if other.parent == out or not (other.parent/name/"config.json").exists(): continue
-        try: theirs = json.loads(other.read_text())
-        except ValueError: continue
-        if other.parent.name == PriorConfig(**{k: v for k, v in theirs.items() if k in asdict(cfg)}).key() \
-                and all(theirs.get(k) == v for k, v in want.items()):
-            _copy_folder(other.parent/name, out/name)
-            if (other.parent/f"{name}_log.jsonl").exists(): shutil.copy(other.parent/f"{name}_log.jsonl", out/f"{name}_log.jsonl")
-            return True
-    return False
-
-@contextmanager
-def _locked(path: Path):
-    "Hold an exclusive lock on `path` (two processes never build the same prior at once; the second waits, then reuses)."
-    import fcntl
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(fh, fcntl.LOCK_UN)
-
-def _publish(model, final: Path):
+def _publish(model, final: Path, also: tuple=()): # `also`: files copied into the folder before it appears
     "save_pretrained to a temporary folder, then rename: a stage is either complete or absent."
     tmp = final.with_name(final.name + ".tmp"); shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp); shutil.rmtree(final, ignore_errors=True); tmp.rename(final)
+    model.save_pretrained(tmp)
+    for f in also: shutil.copy(f, tmp/Path(f).name)
+    shutil.rmtree(final, ignore_errors=True); tmp.rename(final)
 
-# %% ../nbs/10a_prior.ipynb #0b18446c
-def pretrain_prior(cfg: PriorConfig=PriorConfig(), # budget and hyperparameters
-                   root: str|Path|None=None,        # cache root (default <cache>/prior)
-                   from_scratch_unet: bool=False):  # skip stage 3 (a random U-Net: the no-prior baseline)
-    "Pretrain (or reuse from the cache) the mini VAE, CLIP and text-to-image U-Net; return their folder."
-    out = Path(root or cache_dir()/"prior")/cfg.key(); out.mkdir(parents=True, exist_ok=True)
-    with _locked(out/".lock"): return _pretrain(cfg, out, from_scratch_unet)
-
-def _pretrain(cfg: PriorConfig, out: Path, from_scratch_unet: bool):
-    if cfg.unet_stop is not None and not from_scratch_unet:
-        # a U-Net taken earlier from the full run: build (or find) that prior, whose stages this one then copies
-        if cfg.unet_stop not in unet_snapshot_steps(cfg):
-            raise ValueError(f"`unet_stop` must be one of the U-Net run's snapshot steps {unet_snapshot_steps(cfg)}, got {cfg.unet_stop}")
-        full = pretrain_prior(replace(cfg, unet_stop=None), root=out.parent)
-    (out/"prior.json").write_text(json.dumps(asdict(cfg), indent=1))
-    data = PriorSamples(MiniWorld("train", size=cfg.world_size, seed=cfg.seed), seed=cfg.seed)
-    if not (out/"vae").is_dir() and not _reuse_stage(cfg, out, "vae"):
-        vae = build_vae("mini", seed=cfg.seed)
-        run = _run_stage(VAEPretraining(vae, loss=cfg.vae_loss), data, out, "vae", cfg.vae_steps, cfg.vae_batch, cfg.vae_lr, cfg.seed)
-        vae.eval(); set_latent_scale(vae, torch.stack([data[i]["image"] for i in range(min(256, len(data)))]))
-        _publish(vae, out/"vae"); shutil.copy(run/"log.jsonl", out/"vae_log.jsonl"); shutil.rmtree(run)
-    if not (out/"clip").is_dir() and not _reuse_stage(cfg, out, "clip"):
-        clip = ClipBackbone(**MINI_CLIP_CONFIG)
-        run = _run_stage(ClipPretraining(clip, cfg.clip_hard_negatives), data, out, "clip", cfg.clip_steps, cfg.clip_batch, cfg.clip_lr, cfg.seed)
-        clip.requires_grad_(False); clip.eval()
-        _publish(clip, out/"clip"); shutil.copy(run/"log.jsonl", out/"clip_log.jsonl"); shutil.rmtree(run)
-    if not from_scratch_unet and not (out/"unet").is_dir() and cfg.unet_stop is not None:
-        snap = full/"unet_snapshots"/str(cfg.unet_stop) if cfg.unet_stop < cfg.unet_steps else full/"unet"
-        _copy_folder(snap, out/"unet")
-        log = [l for l in (full/"unet_log.jsonl").read_text().splitlines() if json.loads(l)["step"] <= cfg.unet_stop]
-        (out/"unet_log.jsonl").write_text("".join(l + "\n" for l in log))
-    if not from_scratch_unet and not (out/"unet").is_dir():
-        from diffusers import AutoencoderKL
-        vae, clip = AutoencoderKL.from_pretrained(out/"vae"), ClipBackbone.from_pretrained(out/"clip")
-        unet = build_unet("mini", seed=cfg.seed)
-        steps = unet_snapshot_steps(cfg)
-        run = _run_stage(TextToImagePretraining(unet, vae, clip, caption_dropout=cfg.caption_dropout), data, out, "unet", cfg.unet_steps, cfg.unet_batch, cfg.unet_lr,
-                         cfg.seed, every=steps[0])
-        for ck in list_checkpoints(run):         # the earlier weights of this run, for priors with `unet_stop`
-            weights, _, meta = load_checkpoint(ck)
-            if meta["step"] in steps[:-1]:
-                snap = build_unet("mini", seed=cfg.seed)
-                snap.load_state_dict({k.removeprefix("unet."): v for k, v in weights.items()})
-                _publish(snap, out/"unet_snapshots"/str(meta["step"]))
-        _publish(unet, out/"unet"); shutil.copy(run/"log.jsonl", out/"unet_log.jsonl"); shutil.rmtree(run)
-    return out
-
-# %% ../nbs/10a_prior.ipynb #2d8c80ba
-def load_prior(path: str|Path,             # a folder written by `pretrain_prior`
-               from_scratch_unet: bool=False, # a random mini U-Net instead of the pretrained one
-               seed: int=0):
-    "(unet, vae, clip) of a pretrained mini prior."
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    path = Path(path)
-    for sub in ("vae", "clip") + (() if from_scratch_unet else ("unet",)):
-        if not (path/sub).is_dir(): raise FileNotFoundError(f"`path`: {path} has no '{sub}/' (run pretrain_prior first)")
-    unet = build_unet("mini", seed=seed) if from_scratch_unet else UNet2DConditionModel.from_pretrained(path/"unet")
-    return unet, AutoencoderKL.from_pretrained(path/"vae"), ClipBackbone.from_pretrained(path/"clip")
-
-def build_mini_pipeline(prior: str|Path|None=None, # folder of a pretrained prior (None: pretrain or reuse the default one)
-                        from_scratch: bool=False,  # fine-tune from a random U-Net (the no-prior baseline)
-                        vocabulary: list|None=None, seed: int=0):
-    "An untrained mini DiGSeg pipeline built from the pretrained mini generator."
-    prior = prior or pretrain_prior(from_scratch_unet=from_scratch)
-    unet, vae, clip = load_prior(prior, from_scratch_unet=from_scratch, seed=seed)
-    # The mini U-Net was pretrained on this very CLIP's token states, so the projection starts as the
-    # identity (A.2's MLP is new in the paper because SD2's text encoder differs from ViT-L/14).
-    return assemble_pipeline(unet, vae, clip, vocabulary=vocabulary, residual_projection=True)
 
 # %% ../nbs/10a_prior.ipynb #3b725937
 FOUNDATION_STAGES = ("vae", "clip", "unet")
@@ -334,8 +230,63 @@ def pretrain_foundation(cfg: PriorConfig,                 # budget and hyperpara
         vae, clip = AutoencoderKL.from_pretrained(paths["vae"]), ClipBackbone.from_open_clip("custom", paths["clip"])
         unet = build_unet("mini", seed=cfg.seed)
         t2i = TextToImagePretraining(unet, vae, clip, caption_dropout=cfg.caption_dropout)
+        kept = runs/"unet_variants"   # the earlier U-Nets, until the stage is published beside them
+        keep = lambda s: unet.save_pretrained(kept, variant=unet_variant_name(s))
         run = train_stage(t2i, data, runs/"unet", cfg.unet_steps, cfg.unet_batch, cfg.unet_lr, cfg.seed, every, keep=1,
-                          log_every=log_every(cfg.unet_steps))
+                          log_every=log_every(cfg.unet_steps), stops={s: partial(keep, s) for s in cfg.unet_variants})
         DDIMScheduler.from_config(t2i.scheduler.config).save_pretrained(paths["scheduler"])   # the betas it was trained with
-        _publish(unet, paths["unet"]); _finish(run, paths["logs"]/"unet.jsonl")
+        _publish(unet, paths["unet"], also=sorted(kept.glob("*.safetensors")) if kept.is_dir() else ())
+        shutil.rmtree(kept, ignore_errors=True); _finish(run, paths["logs"]/"unet.jsonl")
     return paths
+
+
+# %% ../nbs/10a_prior.ipynb #1214a20f
+PRETRAINED_ENV = "DIGSEG_PRETRAINED"   # overrides where the shipped mini models are read from
+
+def shipped_models():
+    "The folder of the shipped mini models: `$DIGSEG_PRETRAINED`, else the repository's `pretrained/`."
+    import digseg
+    return Path(os.environ.get(PRETRAINED_ENV) or Path(digseg.__file__).resolve().parents[1]/"pretrained")
+
+def load_prior(path: str|Path|None=None,   # a folder holding mini-sd/ and mini-clip/ (default: `shipped_models()`)
+               from_scratch_unet: bool=False, # a random mini U-Net instead of the pretrained one
+               unet_variant: str|None=None,   # an earlier U-Net of the run (`unet_variant_name(step)`)
+               seed: int=0):
+    "(unet, vae, clip) of the mini foundation models."
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    root = Path(path) if path is not None else shipped_models()
+    for sub in ("mini-sd/vae", "mini-clip") + (() if from_scratch_unet else ("mini-sd/unet",)):
+        if not (root/sub).is_dir():
+            raise FileNotFoundError(f"`path`: {root} has no '{sub}/' (the shipped mini models; `digseg pretrain` recreates them)")
+    if from_scratch_unet:
+        unet, vae = build_unet("mini", seed=seed), AutoencoderKL.from_pretrained(root/"mini-sd", subfolder="vae")
+    else:
+        unet, vae, _ = load_sd2(root/"mini-sd")
+    if unet_variant is not None and not from_scratch_unet:
+        if not isinstance(unet_variant, str): raise TypeError(f"`unet_variant` must be a str like 'step04521', got {unet_variant!r}")
+        have = sorted(f.name.split(".")[1] for f in (root/"mini-sd"/"unet").glob("diffusion_pytorch_model.*.safetensors"))
+        if unet_variant not in have: raise ValueError(f"`unet_variant`: {root/'mini-sd'/'unet'} keeps {have}, not {unet_variant!r}")
+        unet = UNet2DConditionModel.from_pretrained(root/"mini-sd", subfolder="unet", variant=unet_variant)
+    return unet, vae, ClipBackbone.from_open_clip("custom", root/"mini-clip")
+
+def prior_fingerprint(path: str|Path|None=None): # as in `load_prior`
+    "A short hash of the foundation models' weight files: models fine-tuned from other weights are other models."
+    root = Path(path) if path is not None else shipped_models()
+    files = sorted((root/"mini-sd").rglob("*.safetensors")) + sorted((root/"mini-clip").rglob("*.safetensors"))
+    stamp = tuple((f.as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stamp not in _FINGERPRINTS:   # read each file once per process, not once per training config
+        h = hashlib.sha256()
+        for f in files: h.update(f.relative_to(root).as_posix().encode()); h.update(f.read_bytes())
+        _FINGERPRINTS[stamp] = h.hexdigest()[:12]
+    return _FINGERPRINTS[stamp]
+_FINGERPRINTS = {}
+
+def build_mini_pipeline(prior: str|Path|None=None, # the foundation models' folder (default: `shipped_models()`)
+                        from_scratch: bool=False,  # fine-tune from a random U-Net (the no-prior baseline)
+                        unet_variant: str|None=None, vocabulary: list|None=None, seed: int=0):
+    "An untrained mini DiGSeg pipeline built from the pretrained mini generator."
+    unet, vae, clip = load_prior(prior, from_scratch_unet=from_scratch, unet_variant=unet_variant, seed=seed)
+    # The mini U-Net was pretrained on this very CLIP's token states, so the projection starts as the
+    # identity (A.2's MLP is new in the paper because SD2's text encoder differs from ViT-L/14).
+    return assemble_pipeline(unet, vae, clip, vocabulary=vocabulary, residual_projection=True)
+

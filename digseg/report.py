@@ -6,13 +6,13 @@
 from __future__ import annotations
 import hashlib, json, os, time, traceback
 from pathlib import Path
-from .config import project_root, runs_dir, get_profile, atomic_write
-from .experiments import EXPERIMENTS, in_test, Experiment, experiment_models
-from .prior import PriorConfig, pretrain_prior
+from .config import project_root, runs_dir, get_profile, atomic_write, check_choice
+from .experiments import EXPERIMENTS, Experiment, experiment_models
+
 
 # %% auto #0
-__all__ = ['PROFILE_NOTE', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete', 'run_experiment', 'build_report',
-           'available_experiments', 'default_jobs', 'reproduce']
+__all__ = ['PROFILE_NOTE', 'VERDICTS', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete', 'run_experiment',
+           'build_report', 'claim_stats', 'verdict', 'available_experiments', 'default_jobs', 'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
 def experiment_notebook(name: str): return project_root()/"nbs"/"experiments"/f"{name}.ipynb"
@@ -135,6 +135,41 @@ def build_report(profile: str="mini", out_root: Path|None=None, title: str="digs
                                     f"td,th{{border:1px solid #ccc;padding:2px 6px}}img{{max-width:100%}}</style>{html}")
     return p
 
+# %% ../nbs/21_report.ipynb #60616e4e
+VERDICTS = ("reproduced", "contradicted", "inconclusive")
+
+def claim_stats(a, b, paired: bool=False): # per-seed numbers of two settings
+    "(mean difference a - b, its standard error, n_a, n_b); the SE is nan with fewer than 2 numbers on a side."
+    import math, statistics as st
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    if not a or not b: raise ValueError(f"a claim needs numbers for both settings, got {len(a)} and {len(b)}")
+    if paired:
+        if len(a) != len(b): raise ValueError(f"`paired`: both settings need the same seeds, got {len(a)} and {len(b)} numbers")
+        d = [x - y for x, y in zip(a, b)]
+        return st.mean(d), (st.stdev(d)/math.sqrt(len(d)) if len(d) > 1 else math.nan), len(a), len(b)
+    se = math.sqrt(st.variance(a)/len(a) + st.variance(b)/len(b)) if min(len(a), len(b)) > 1 else math.nan
+    return st.mean(a) - st.mean(b), se, len(a), len(b)
+
+def verdict(a, b,                     # per-seed numbers of the setting the paper says is better (a) and of the other (b)
+            direction: str="greater", # 'greater': the paper says a > b; 'less': a < b; 'equal': |a - b| <= tolerance
+            tolerance: float|None=None, # for 'equal': the largest difference that still counts as equal
+            paired: bool=False):      # both settings share their seeds (seed k of a and of b)
+    "'reproduced', 'contradicted' or 'inconclusive' for a claim about two settings, from per-seed numbers (2 standard errors)."
+    import math
+    check_choice("direction", direction, ("greater", "less", "equal"))
+    if (direction == "equal") != (tolerance is not None): raise ValueError("`tolerance` goes with direction 'equal', and only with it")
+    if tolerance is not None and not tolerance > 0: raise ValueError(f"`tolerance` must be > 0, got {tolerance}")
+    diff, se, _, _ = claim_stats(a, b, paired)
+    if math.isnan(se): return "inconclusive"
+    lo, hi = diff - 2*se, diff + 2*se
+    if direction == "equal":
+        if -tolerance <= lo and hi <= tolerance: return "reproduced"
+        return "contradicted" if lo > tolerance or hi < -tolerance else "inconclusive"
+    sign = 1 if direction == "greater" else -1
+    if sign*diff > 2*se: return "reproduced"
+    return "contradicted" if -sign*diff > 2*se else "inconclusive"
+
+
 # %% ../nbs/21_report.ipynb #65278afa
 def available_experiments():
     "Registered experiments whose notebook exists, in run order."
@@ -148,17 +183,6 @@ def _training_configs(name: str, profile: str, config: str|None=None): # config:
     "The full training configs of the models an experiment trains (empty when its config does not say)."
     try: return list(experiment_models(Experiment(name, profile, config=config, smoke=False)).values())
     except Exception: return []
-
-def _priors_needed(configs: dict):
-    "The mini priors (`PriorConfig`s) that models of two or more experiments ({name: training configs}) start from."
-    found = {}
-    for n, cfgs in configs.items():
-        for c in cfgs:
-            m = c.get("model") or {}
-            if m.get("spec") == "mini" and not m.get("prior_dir"):
-                pc = PriorConfig(**m.get("prior", {})); found.setdefault(pc.key(), (pc, set()))[1].add(n)
-    # a prior only one experiment uses (DEDOS Table 4's generators) is built in that experiment's lane
-    return [pc for pc, users in found.values() if len(users) > 1]
 
 def _is_trained(folder): # a model's training output folder
     "Whether the folder holds a finished model (training publishes `model/` atomically, at its end)."
@@ -222,10 +246,6 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
         todo = [n for n in names if force or not is_complete(n, profile, parameters, out_root)]
         given = (parameters or {}).get("config")
         configs = {n: _training_configs(n, profile, given) for n in todo}   # read once: priors and model folders
-        if profile == "mini" and todo and not in_test():
-            # every lane would wait for the shared mini prior: build it first, with all cores
-            for pc in _priors_needed(configs):
-                print(f"pretraining the mini prior {pc.key()} (cached for later runs) ...", flush=True); pretrain_prior(pc)
         # each lane's notebook kernel gets its share of the cores (kernels inherit the environment)
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         os.environ.update({k: str(max(1, (os.cpu_count() or 1)//jobs)) for k in saved})

@@ -193,6 +193,18 @@ def test_prior_quality_measures_every_target(tmp_path):
     assert r["clip"]["images"] == 24 and r["held_out_seed"] not in (0, 1)   # no training world seed
 
 
+def test_prior_quality_finetuned_measures(tmp_path):
+    "The fine-tuning measures train DiGSeg and DEDOS (tiny, 2 steps), score seen and unseen images, and check their targets."
+    rec, r = run("prior_quality", tmp_path, "--quick", "--only", "digseg_mini,dedos_mini", "--runs", str(tmp_path/"runs"))
+    for m in ("digseg_mini", "dedos_mini"):
+        assert r[m]["steps"] == 2 and r[m]["seen_images"] == r[m]["unseen_images"] == 2
+        assert 0.0 <= r[m]["seen"] <= 1.0 and 0.0 <= r[m]["unseen"] <= 1.0
+        assert r["targets"][f"{m}.seen"] == {"value": r[m]["seen"], "target": 0.5, "met": r[m]["seen"] >= 0.5}
+    assert (tmp_path/"runs"/"digseg_mini"/"model"/"model_index.json").is_file()
+    with pytest.raises(SystemExit, match="no released models"):
+        run("prior_quality", tmp_path, "--quick", "--only", "digseg_released")
+
+
 def test_prior_quality_judge_is_a_real_referee():
     "The generation judge, trained briefly on rendered scenes, names colours far above chance (1/4) on new ones."
     from prior_quality import train_judge

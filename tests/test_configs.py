@@ -6,7 +6,7 @@ import yaml
 from digseg.finetune import load_config, config_method, DiGSegObjective
 from digseg.dedos_train import dedos_config
 from digseg.train import TrainConfig
-from digseg.prior import PriorConfig, unet_snapshot_steps
+from digseg.prior import PriorConfig, unet_variant_name
 from digseg.experiments import EXPERIMENTS, Experiment, train_config, experiment_models, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,9 +20,9 @@ PAPER_EXPERIMENTS = [p for p in EXPERIMENT_CONFIGS if p.parent.name == "paper"]
 def _check_training(cfg):
     cfg = load_config(cfg)
     TrainConfig.from_dict(cfg.get("train", {}))
-    if "prior" in cfg.get("model", {}):   # a mini prior's overrides build a PriorConfig; a `unet_stop` is a kept snapshot
-        pc = PriorConfig(**cfg["model"]["prior"])
-        assert pc.unet_stop is None or pc.unet_stop in unet_snapshot_steps(pc), pc
+    assert "prior" not in cfg.get("model", {}), "the mini prior is shipped, not configured per run (model.prior_dir)"
+    if cfg["model"].get("unet_variant") is not None:   # an earlier U-Net the shipped run keeps (DEDOS Table 4)
+        assert cfg["model"]["unet_variant"] in [unet_variant_name(s) for s in PriorConfig.from_yaml(ROOT/"configs/mini/prior.yaml").unet_variants]
     if config_method(cfg) == "dedos":   # DEDOS runs: their model section builds a DEDOSConfig (tests/test_dedos.py trains one)
         assert "objective" not in cfg
         dedos_config(cfg["model"]); return
@@ -41,6 +41,7 @@ def test_prior_config_parses(path):
     "The foundation models' budget builds a PriorConfig whose U-Net learns guidance (caption dropout)."
     cfg = PriorConfig.from_yaml(path)
     assert 0 < cfg.caption_dropout < 1 and cfg.checkpoint_every
+    assert cfg == PriorConfig(), "PriorConfig's defaults are the shipped budget: keep them equal to configs/mini/prior.yaml"
 
 
 def test_prior_configs_exist():

@@ -41,6 +41,35 @@ def test_check_train_evaluate(kind, tiny_sd, tmp_path, capsys):
         assert set(m["binary"]["road"]) >= {"IoU", "precision", "recall", "F1", "Dice"}
 
 
+@pytest.mark.parametrize("kind", ["palette", "rgb", "gray"])
+def test_dedos_check_train_evaluate(kind, tiny_sd, tmp_path, capsys):
+    "The same path with --method dedos: a new DEDOS on the mini SD, then fine-tuned again from that DEDOS folder."
+    data = make_example_dataset(tmp_path/kind, kind, n=8)
+    first, second = tmp_path/"first", tmp_path/"second"
+    assert main(["train", "--data", str(data), "--method", "dedos", "--base", str(tiny_sd), "--steps", "2", "--image-size", "32", "--out", str(first)]) == 0
+    assert (first/"model"/"dedos_model.json").exists()
+    assert main(["train", "--data", str(data), "--method", "dedos", "--base", str(first/"model"), "--steps", "2", "--out", str(second)]) == 0
+    rec = json.loads((second/"model"/"dedos_model.json").read_text())
+    assert rec["model"]["spec"] == "mini" and rec["train_config"]["model"]["base"] == str(first/"model")
+    names = json.loads((Path(f"{data}_digseg")/"dataset.json").read_text())["class_names"]
+    assert rec["class_names"] == names                                          # DEDOS prompts the background too
+    out = tmp_path/"eval"
+    assert main(["evaluate", "--model", str(second/"model"), "--data", str(data), "--split", "val", "--out", str(out), "--device", "cpu"]) == 0
+    m = json.loads((out/"metrics.json").read_text())
+    assert 0 <= m["mIoU"] <= 1 and m["images"] == 2 and set(m["per_class"]) == set(names)
+    if kind == "rgb": assert set(m["binary"]["road"]) >= {"IoU", "precision", "recall", "F1", "Dice"}
+
+
+def test_dedos_refuses_a_base_it_cannot_use(tiny_sd, tmp_path, capsys):
+    data = make_example_dataset(tmp_path/"gray", "gray", n=4)
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(data), "--method", "dedos", "--base", str(tmp_path), "--steps", "2"])
+    assert "neither a DEDOS folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(data), "--method", "dedos", "--base", str(tiny_sd), "--clip", "x", "--steps", "2"])
+    assert "--clip goes with --method digseg" in capsys.readouterr().err
+
+
 def bad(tmp_path, kind="gray"):
     return make_example_dataset(tmp_path/"bad", kind, n=4)
 

@@ -12,6 +12,11 @@ PRE = ROOT/"pretrained"
 sys.path.insert(0, str(ROOT/"benchmarks"))
 
 
+def unshipped(name):
+    "Skip a released model's test while it is not shipped (a release is committed only once it meets its targets)."
+    if not (PRE/name).is_dir(): pytest.skip(f"pretrained/{name} is not released yet (benchmarks/results/prior_quality.json has its measures)")
+
+
 def test_mini_vae_round_trips_a_mask():
     from diffusers import AutoencoderKL
     from digseg.latents import encode_mask, decode_mask
@@ -43,12 +48,66 @@ def test_mini_clip_loads_with_open_clip_and_digseg():
 
 def test_mini_sd_unet_generates():
     "The text-to-image U-Net loads through load_sd2 (the SD2 loader) and predicts from CLIP token states."
-    if not (PRE/"mini-sd"/"unet").is_dir(): pytest.skip("the mini-SD U-Net is still pretraining (pretrained/_runs/unet)")
     from digseg.models import load_sd2
     unet, vae, sched = load_sd2(PRE/"mini-sd")
     assert unet.config.in_channels == 4 and unet.config.cross_attention_dim == 64 and sched["prediction_type"] == "v_prediction"
     out = unet(torch.randn(1, 4, 16, 16), 500, encoder_hidden_states=torch.randn(1, 32, 64)).sample
     assert out.shape == (1, 4, 16, 16) and torch.isfinite(out).all()
+
+
+def test_mini_sd_keeps_the_earlier_unets():
+    "The U-Net at the steps prior.yaml names is kept as diffusers variants (DEDOS Table 4's SD 1.4 / 1.5 analogues)."
+    from diffusers import UNet2DConditionModel
+    from digseg.prior import PriorConfig, unet_variant_name, load_prior
+    final = UNet2DConditionModel.from_pretrained(PRE/"mini-sd", subfolder="unet")
+    for step in PriorConfig.from_yaml(ROOT/"configs"/"mini"/"prior.yaml").unet_variants:
+        early, _, _ = load_prior(PRE, unet_variant=unet_variant_name(step))
+        assert early.config == final.config and early.dtype == torch.float32
+        assert not torch.equal(early.conv_in.weight, final.conv_in.weight)
+
+
+def test_released_digseg_mini_segments():
+    "pretrained/digseg-mini is a DiGSegPipeline folder: it loads with from_pretrained and segments a mini-world image."
+    unshipped("digseg-mini")
+    from digseg.pipeline import DiGSegPipeline
+    from digseg.data import MiniWorld
+    pipe = DiGSegPipeline.from_pretrained(PRE/"digseg-mini")
+    assert pipe.unet.config.in_channels == 8 and pipe.unet.dtype == torch.float32
+    item = MiniWorld("val", size=1, seed=7)[0]
+    names = MiniWorld("val", size=1, seed=7).class_names
+    present = [names[c] for c in item["label"].unique().tolist() if c > 0]
+    out = pipe(item["image"][None], classes=present, num_inference_steps=1, generator=torch.Generator().manual_seed(0))
+    assert out.labels.shape == (1, 64, 64) and set(out.labels.unique().tolist()) <= set(range(-1, len(present)))
+
+
+def test_released_dedos_mini_segments():
+    "pretrained/dedos-mini loads with load_dedos onto the shipped mini SD and CLIP and segments a mini-world image."
+    unshipped("dedos-mini")
+    from digseg.dedos_train import load_dedos, CONFIG_NAME
+    from digseg.data import MiniWorld
+    model = load_dedos(PRE/"dedos-mini")
+    rec = json.loads((PRE/"dedos-mini"/CONFIG_NAME).read_text())
+    assert rec["model"]["spec"] == "mini" and not rec["model"].get("prior_dir")   # built on the shipped mini SD and CLIP
+    out = model.segment(MiniWorld("val", size=1, seed=7)[0]["image"][None], rec["class_names"])
+    assert out.labels.shape == (1, 64, 64) and out.probabilities.shape == (1, len(rec["class_names"]), 64, 64)
+
+
+def test_pretrained_fits_the_budget():
+    "Everything under pretrained/ is safetensors and JSON/Markdown text, at most 100 MB in all."
+    files = [f for f in PRE.rglob("*") if f.is_file() and "_runs" not in f.parts]
+    assert sum(f.stat().st_size for f in files) <= 100 * 2**20
+    assert {f.suffix for f in files} <= {".safetensors", ".json", ".jsonl", ".md", ".txt"}, {f.suffix for f in files}
+
+
+@pytest.mark.parametrize("name", ["digseg-mini", "dedos-mini"])
+def test_release_card_states_the_measured_numbers(name):
+    unshipped(name)
+    import prior_quality as pq
+    rec = json.loads((ROOT/"benchmarks"/"results"/"prior_quality.json").read_text())["runs"]["cpu"]
+    card = (PRE/name/"MODEL_CARD.md").read_text()
+    assert card == pq.release_card(name, rec)
+    measure = {v: k for k, v in pq.RELEASES.items()}[name]
+    assert f"| {measure}.seen | {rec[measure]['seen']:.4f} |" in card
 
 
 @pytest.mark.parametrize("name", ["mini-sd", "mini-clip"])
