@@ -78,7 +78,8 @@ def check_weight_files(folder): # a model or pipeline folder
 
 # %% ../nbs/06_models.ipynb #82bb5324
 def load_sd2(name_or_path: str="stabilityai/stable-diffusion-2", # SD2 folder (diffusers layout) or cached hub id
-             torch_dtype: torch.dtype=torch.float32):
+             torch_dtype: torch.dtype=torch.float32,
+             variant: str|None=None):  # a U-Net weights variant of the folder (diffusers `variant`, e.g. 'fp16' or 'step04521')
     "(unet, vae, scheduler_config) of Stable Diffusion 2 from a local diffusers folder, checked."
     root = resolve_pretrained(name_or_path, "sd2")
     for sub in ("unet", "vae", "scheduler"):
@@ -87,7 +88,7 @@ def load_sd2(name_or_path: str="stabilityai/stable-diffusion-2", # SD2 folder (d
     try: check_weight_files(root/"unet"); check_weight_files(root/"vae")
     except ValueError as e: raise ValueError(f"`sd2`: {e}") from None
     try:
-        unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=torch_dtype)
+        unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=torch_dtype, variant=variant)
         vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=torch_dtype)
         sched = dict(DDIMScheduler.load_config(root, subfolder="scheduler"))
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:

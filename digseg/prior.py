@@ -253,20 +253,19 @@ def load_prior(path: str|Path|None=None,   # a folder holding mini-sd/ and mini-
                unet_variant: str|None=None,   # an earlier U-Net of the run (`unet_variant_name(step)`)
                seed: int=0):
     "(unet, vae, clip) of the mini foundation models."
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL
     root = Path(path) if path is not None else shipped_models()
     for sub in ("mini-sd/vae", "mini-clip") + (() if from_scratch_unet else ("mini-sd/unet",)):
         if not (root/sub).is_dir():
             raise FileNotFoundError(f"`path`: {root} has no '{sub}/' (the shipped mini models; `digseg pretrain` recreates them)")
-    if from_scratch_unet:
-        unet, vae = build_unet("mini", seed=seed), AutoencoderKL.from_pretrained(root/"mini-sd", subfolder="vae")
-    else:
-        unet, vae, _ = load_sd2(root/"mini-sd")
-    if unet_variant is not None and not from_scratch_unet:
+    if unet_variant is not None and not from_scratch_unet:   # checked here: diffusers' own error for a missing variant is long
         if not isinstance(unet_variant, str): raise TypeError(f"`unet_variant` must be a str like 'step04521', got {unet_variant!r}")
         have = sorted(f.name.split(".")[1] for f in (root/"mini-sd"/"unet").glob("diffusion_pytorch_model.*.safetensors"))
         if unet_variant not in have: raise ValueError(f"`unet_variant`: {root/'mini-sd'/'unet'} keeps {have}, not {unet_variant!r}")
-        unet = UNet2DConditionModel.from_pretrained(root/"mini-sd", subfolder="unet", variant=unet_variant)
+    if from_scratch_unet:
+        unet, vae = build_unet("mini", seed=seed), AutoencoderKL.from_pretrained(root/"mini-sd", subfolder="vae")
+    else:   # one load, the variant's weights when one is asked for
+        unet, vae, _ = load_sd2(root/"mini-sd", variant=unet_variant)
     return unet, vae, ClipBackbone.from_open_clip("custom", root/"mini-clip")
 
 def prior_fingerprint(path: str|Path|None=None): # as in `load_prior`
