@@ -26,10 +26,10 @@ reproduce: install
 
 # Not part of the two README commands: how the shipped models were made. `digseg pretrain --config
 # configs/mini/prior.yaml` recreates pretrained/mini-sd and mini-clip (hours); `make release` fine-tunes the
-# released pretrained/digseg-mini and dedos-mini from them (the 15-minute recipes of benchmarks/prior_quality.py),
-# publishes them, scores them on held-out images and writes their model cards (~40 minutes on 2 cores).
+# released pretrained/digseg-mini and dedos-mini from them (the recipes of benchmarks/prior_quality.py, trained for
+# about an hour and half an hour), publishes them, scores them on held-out images and writes their model cards (~1.5 h on 2 cores).
 release: install
-	$(BIN)/python benchmarks/prior_quality.py --only digseg_mini,dedos_mini,digseg_released,dedos_released --publish --cards
+	$(BIN)/python benchmarks/prior_quality.py --only digseg_long,dedos_long,digseg_released,dedos_released --publish --cards
 
 # README.md is written from nbs/index.ipynb (the front page). nbdev_readme would render it with Quarto, which
 # cannot be installed here (the quarto-cli package downloads its binary at install time): nbconvert does it.

@@ -71,7 +71,7 @@ def check_tensor(name: str,              # argument name, used in the message
         raise ValueError(f"`{name}` must have {channels} channels in dim 1, got shape {tuple(x.shape)}")
     if floating and not x.is_floating_point():
         raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {x.dtype}")
-    if finite and x.is_floating_point() and not torch.isfinite(x).all():
+    if finite and x.is_floating_point() and not x.is_meta and not torch.isfinite(x).all():   # meta tensors hold no values
         raise ValueError(f"`{name}` contains NaN or infinite values")
     return x
 
@@ -109,9 +109,11 @@ def count_flops(fn,                 # a callable doing the work to count
         if inner.get_total_flops() == 0: extra[0] += 2*2*q.shape[:-1].numel()*k.shape[-2]*q.shape[-1]   # QK^T and AV
         return out
     F.scaled_dot_product_attention = sdpa
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)   # the fused nn.MultiheadAttention kernel is not counted
     try:
         with torch.set_grad_enabled(grad), FlopCounterMode(display=False) as fc: fn()
-    finally: F.scaled_dot_product_attention = orig
+    finally: F.scaled_dot_product_attention = orig; torch.backends.mha.set_fastpath_enabled(fast)
     return fc.get_total_flops() + extra[0]
 
 # %% ../nbs/00_config.ipynb #a6bedbf9
