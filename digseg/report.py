@@ -12,7 +12,8 @@ from .experiments import EXPERIMENTS, Experiment, experiment_models
 
 # %% auto #0
 __all__ = ['PROFILE_NOTE', 'VERDICTS', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete', 'run_experiment',
-           'build_report', 'claim_stats', 'verdict', 'available_experiments', 'default_jobs', 'reproduce']
+           'efficiency_section', 'build_report', 'claim_stats', 'verdict', 'available_experiments', 'default_jobs',
+           'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
 def experiment_notebook(name: str): return project_root()/"nbs"/"experiments"/f"{name}.ipynb"
@@ -73,6 +74,33 @@ def run_experiment(name: str, profile: str="mini",
     _write_status(out, **status)
     return status
 
+# %% ../nbs/21_report.ipynb #82088099
+def efficiency_section(path: Path|None=None): # default: benchmarks/results/dedos_efficiency.json
+    "Report lines for DEDOS Table 7 from the full-size record of `benchmarks/dedos_efficiency.py` (none when it was never run)."
+    path = Path(path or project_root()/"benchmarks"/"results"/"dedos_efficiency.json")
+    try: runs = json.loads(path.read_text())["runs"]
+    except (OSError, ValueError, KeyError): return []
+    rec = next((r for k, r in runs.items() if "-sd2-" in k and not k.endswith("-quick")), None)
+    if rec is None: return []
+    cfg, paper, pm = rec["config"], rec.get("paper", {}), rec["learnable_params_M"]
+    ours_parts = ", ".join(f"{k} {v:.1f}" for k, v in pm.items() if k not in ("total", "clip"))
+    lines = ["## DEDOS Table 7: efficiency at the paper's size", "",
+             f"*`benchmarks/dedos_efficiency.py`: SD 2.1, CLIP ViT-L/14, {cfg['resolution']} × {cfg['resolution']}, {cfg['classes']} classes, "
+             f"random weights, counted on the {cfg.get('counted_on', 'real')} device.*", "",
+             "| | ours | paper: DEDOS | paper: CAT-Seg |", "|---|---|---|---|",
+             f"| learnable parameters (M) | {pm['total'] - pm.get('clip', 0):.2f} ({ours_parts}) + {pm.get('clip', 0):.1f} of CLIP | "
+             f"{paper.get('DEDOS', {}).get('params_M', '–')} | {paper.get('CAT-Seg', {}).get('params_M', '–')} |"]
+    for r in rec["flops"]:
+        is_img = r["what"].startswith("inference")
+        lines.append(f"| GFLOPs, {r['what']} (fvcore; 2 per multiply-add) | {r['GFLOPs_fvcore']:.0f} ({r['GFLOPs']:.0f}) | "
+                     f"{paper.get('DEDOS', {}).get('GFLOPs', '–') if is_img else '–'} | {paper.get('CAT-Seg', {}).get('GFLOPs', '–') if is_img else '–'} |")
+    t = rec.get("time_per_image", {})
+    if t.get("median_s") is not None:
+        lines.append(f"| time per image (s) | {t['median_s']:.2f} on {t.get('device', '?')} | {paper.get('DEDOS', {}).get('time_s', '–')} (RTX 4090) | "
+                     f"{paper.get('CAT-Seg', {}).get('time_s', '–')} (RTX 4090) |")
+    lines += [""] + [f"Not measured: {m['what']}: {m['reason']}." for m in rec.get("not_measured", [])] + [rec.get("note", ""), ""]
+    return lines
+
 # %% ../nbs/21_report.ipynb #1fca77b1
 PROFILE_NOTE = {
     "mini": "**Profile: mini.** Every number below comes from the synthetic mini world (shapes on textured "
@@ -125,6 +153,7 @@ def build_report(profile: str="mini", out_root: Path|None=None, title: str="digs
                   f"{last.get('cpus', '?')} CPUs; experiments already complete were skipped): {last['wall_seconds']/60:.1f} min."]
     lines += [""]
     for n in EXPERIMENTS: lines += _section(n, root/n, profile)
+    lines += efficiency_section()
     md = "\n".join(lines); p = root/"REPORT.md"; p.write_text(md)
     try:
         import mistune
