@@ -158,8 +158,9 @@ def evaluate(pipe,                          # a DiGSegPipeline
         preds = [_load_pred(p, item["label"].shape) if p is not None and p.exists() else None for p in paths]
         if any(x is None for x in preds):
             g = torch.Generator().manual_seed(_image_seed(seed, item["id"]))
-            labs = predict_label_maps(pipe, item["image"], prompts, [background_threshold_of(pipe_kwargs), *more],
-                                      mode, crop_size, stride, resize_short, g, candidates, **pipe_kwargs)
+            labs = predict_label_maps(pipe, item["image"], prompts, [background_threshold_of(pipe_kwargs), *more], mode=mode,
+                                      crop_size=crop_size, stride=stride, resize_short=resize_short, generator=g,
+                                      candidates=candidates, **pipe_kwargs)
             preds = [to_dataset_labels(lab, prompt_ids, bg_id).numpy() for lab in labs]; done += 1
             for p, x in zip(paths, preds):
                 if p is not None: _save_pred(p, x)

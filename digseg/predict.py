@@ -4,10 +4,11 @@
 
 # %% ../nbs/10c_predict.ipynb #055379f0
 from __future__ import annotations
-import inspect, math, time
+import inspect, math
 import torch
+from fastcore.meta import delegates
 import torch.nn.functional as F
-from .config import check_int, check_float, check_choice
+from .config import check_int, check_choice
 from .pipeline import BACKGROUND, DiGSegPipeline
 
 # %% auto #0
@@ -120,35 +121,27 @@ def background_threshold_of(pipe_kwargs: dict):
     bt = pipe_kwargs.get("background_threshold")
     return pipe_kwargs.get("threshold", _pipe_default("threshold")) if bt is None else bt
 
+# %% ../nbs/10c_predict.ipynb #08f711de
+@delegates(predict_probabilities, keep=True)
 def predict_class_maps(pipe, image: torch.Tensor, classes: list,
-                       mode: str="whole", crop_size=None, stride=None,
-                       resize_short: int|None=None,          # shorter side the image is resized to first (None: as is)
-                       generator: torch.Generator|None=None,
-                       candidates: str="proposals",          # A.3 proposals on the whole image, or 'all' prompts
-                       **pipe_kwargs):
+                       resize_short: int|None=None,   # shorter side the image is resized to first (None: as is)
+                       **kwargs):                     # `predict_probabilities`'s protocol and pipeline arguments
     "((C, h, w) probability maps at the protocol's size, (C,) their prompt indices) of `image` under the test protocol."
-    mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
+    resize_short = check_protocol(resize_short=resize_short)[3]
     H, W = image.shape[-2:]
-    x = resize_image(image, resized_size(H, W, resize_short))
-    return predict_probabilities(pipe, x, classes, mode, crop_size, stride, generator, candidates, **pipe_kwargs)
+    return predict_probabilities(pipe, resize_image(image, resized_size(H, W, resize_short)), classes, **kwargs)
 
+@delegates(predict_class_maps, keep=True)
 def predict_label_maps(pipe, image: torch.Tensor, classes: list,
-                       thresholds: list,                     # background thresholds tau_bg, one label map each
-                       mode: str="whole", crop_size=None, stride=None,
-                       resize_short: int|None=None,          # shorter side the image is resized to first (None: as is)
-                       generator: torch.Generator|None=None,
-                       candidates: str="proposals",          # A.3 proposals on the whole image, or 'all' prompts
-                       **pipe_kwargs):
+                       thresholds: list,              # background thresholds tau_bg, one label map each
+                       **kwargs):                     # `predict_class_maps`'s arguments
     "[(H, W) labels at each tau_bg of `thresholds`] of `image` under the test protocol, from one pipeline pass."
-    probs, ids = predict_class_maps(pipe, image, classes, mode, crop_size, stride, resize_short, generator, candidates, **pipe_kwargs)
+    probs, ids = predict_class_maps(pipe, image, classes, **kwargs)
     return [labels_from_probabilities(probs, ids, tuple(image.shape[-2:]), t) for t in thresholds]
 
+@delegates(predict_class_maps, keep=True)
 def predict_labels(pipe, image: torch.Tensor, classes: list,
-                   mode: str="whole", crop_size=None, stride=None,
-                   resize_short: int|None=None,          # shorter side the image is resized to first (None: as is)
-                   generator: torch.Generator|None=None,
-                   candidates: str="proposals",          # A.3 proposals on the whole image, or 'all' prompts
-                   **pipe_kwargs):
+                   mode: str="whole",                 # 'whole' or 'slide'
+                   **kwargs):                         # `predict_class_maps`'s arguments
     "(H, W) pipeline labels (index into `classes`, BACKGROUND) of `image` under the test protocol, at its own resolution."
-    return predict_label_maps(pipe, image, classes, [background_threshold_of(pipe_kwargs)], mode, crop_size, stride,
-                              resize_short, generator, candidates, **pipe_kwargs)[0]
+    return predict_label_maps(pipe, image, classes, [background_threshold_of(kwargs)], mode=mode, **kwargs)[0]
