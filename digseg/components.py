@@ -30,32 +30,25 @@ SD2_SCHEDULER_CONFIG = dict(
     clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction")
 
 # %% ../nbs/00a_components.ipynb #a822b28d
-TINY_UNET_CONFIG = dict(
-    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-    block_out_channels=(16, 32, 32, 32), attention_head_dim=4,
-    down_block_types=("CrossAttnDownBlock2D",)*3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",)*3,
-    cross_attention_dim=32, use_linear_projection=True, norm_num_groups=8,
-    act_fn="silu", flip_sin_to_cos=True, freq_shift=0)
+def _sd2_like(base: dict,          # an SD2 config
+              drop: tuple=(),      # its keys to leave out (diffusers' defaults apply)
+              **changes):          # the values that differ
+    "SD2's layout at another size: `base` without `drop`, with `changes`, in `base`'s key order."
+    return {**{k: v for k, v in base.items() if k not in drop}, **changes}
 
-TINY_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, sample_size=32,
-    block_out_channels=(8, 16, 16), down_block_types=("DownEncoderBlock2D",)*3,
-    up_block_types=("UpDecoderBlock2D",)*3, act_fn="silu", norm_num_groups=8, scaling_factor=0.18215)
+# SD2's fp16 attention upcast is of no use at these widths, so it is left at diffusers' default
+TINY_UNET_CONFIG = _sd2_like(SD2_UNET_CONFIG, drop=("upcast_attention",), sample_size=16, layers_per_block=1,
+                             block_out_channels=(16, 32, 32, 32), attention_head_dim=4, cross_attention_dim=32, norm_num_groups=8)
+TINY_VAE_CONFIG = _sd2_like(SD2_VAE_CONFIG, layers_per_block=1, sample_size=32, block_out_channels=(8, 16, 16),   # 3 levels: a 4x VAE
+                            down_block_types=("DownEncoderBlock2D",)*3, up_block_types=("UpDecoderBlock2D",)*3, norm_num_groups=8)
 
 # %% ../nbs/00a_components.ipynb #4e56ddfd
-MINI_UNET_CONFIG = dict(
-    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-    block_out_channels=(32, 64, 64, 64), attention_head_dim=(2, 4, 4, 4),
-    down_block_types=("CrossAttnDownBlock2D",)*3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",)*3,
-    cross_attention_dim=64, use_linear_projection=True, norm_num_groups=16,
-    act_fn="silu", flip_sin_to_cos=True, freq_shift=0)
-
-MINI_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, sample_size=64,
-    block_out_channels=(16, 32, 64), down_block_types=("DownEncoderBlock2D",)*3,
-    up_block_types=("UpDecoderBlock2D",)*3, act_fn="silu", norm_num_groups=8, scaling_factor=1.0)
+MINI_UNET_CONFIG = _sd2_like(SD2_UNET_CONFIG, drop=("upcast_attention",), sample_size=16, layers_per_block=1,
+                             block_out_channels=(32, 64, 64, 64), attention_head_dim=(2, 4, 4, 4), cross_attention_dim=64,
+                             norm_num_groups=16)
+MINI_VAE_CONFIG = _sd2_like(SD2_VAE_CONFIG, layers_per_block=1, sample_size=64, block_out_channels=(16, 32, 64),
+                            down_block_types=("DownEncoderBlock2D",)*3, up_block_types=("UpDecoderBlock2D",)*3,
+                            norm_num_groups=8, scaling_factor=1.0)   # the mini VAE's latents are unscaled
 
 MINI_CLIP_CONFIG = dict(
     arch="custom", embed_dim=64,
