@@ -115,7 +115,7 @@ def main(argv=None):
         from digseg.mask_decoder import decoder_flops
         f_dec = decoder_flops(dec, (1, vae.config.latent_channels, 16, 16))
         flops["mini_64"] = {"vae_decode_gflop": mini["vae_decode"]/1e9, "mask_decoder_gflop": f_dec/1e9, "ratio": mini["vae_decode"]/f_dec}
-    record = {"machine": env, "config": {"vae": vae_src, "steps": steps, "width": args.width, "min_width": args.min_width,
+    record = {"machine": env, "config": {"vae": vae_src, "model": args.model, "steps": steps, "width": args.width, "min_width": args.min_width,
                                          "latent_jitter": args.latent_jitter, "latent_mix": args.latent_mix,
                                          "train_seconds": train_s, "decoder_params": sum(p.numel() for p in dec.parameters()),
                                          "vae_decoder_params": sum(p.numel() for p in vae.decoder.parameters()) + sum(p.numel() for p in vae.post_quant_conv.parameters()),

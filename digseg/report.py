@@ -12,8 +12,8 @@ from .experiments import EXPERIMENTS, Experiment, experiment_models
 
 # %% auto #0
 __all__ = ['PROFILE_NOTE', 'VERDICTS', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete', 'run_experiment',
-           'efficiency_section', 'build_report', 'claim_stats', 'verdict', 'available_experiments', 'default_jobs',
-           'reproduce']
+           'efficiency_section', 'mask_decoder_section', 'build_report', 'claim_stats', 'verdict',
+           'available_experiments', 'default_jobs', 'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
 def experiment_notebook(name: str): return project_root()/"nbs"/"experiments"/f"{name}.ipynb"
@@ -101,6 +101,29 @@ def efficiency_section(path: Path|None=None): # default: benchmarks/results/dedo
     lines += [""] + [f"Not measured: {m['what']}: {m['reason']}." for m in rec.get("not_measured", [])] + [rec.get("note", ""), ""]
     return lines
 
+# %% ../nbs/21_report.ipynb #2c13b8b3
+def mask_decoder_section(path: Path|None=None): # default: benchmarks/results/mask_decoder.json
+    "Report lines for the mask-decoder study from the newest `benchmarks/mask_decoder.py` record with pipeline scores."
+    path = Path(path or project_root()/"benchmarks"/"results"/"mask_decoder.json")
+    try: runs = json.loads(path.read_text())["runs"]
+    except (OSError, ValueError, KeyError): return []
+    recs = [r for k, r in runs.items() if "pipeline" in r and not k.endswith("-quick")]
+    if not recs: return []
+    rec = max(recs, key=lambda r: r.get("machine", {}).get("date", ""))
+    cfg, pl, fl = rec["config"], rec["pipeline"], rec["flops"]
+    speed = {s["decoder"]: s for s in rec["speed"]}
+    lines = ["## The cheap mask decoder (`MaskDecoder`) against the VAE decoder", "",
+             f"*`benchmarks/mask_decoder.py`: a {cfg['decoder_params']:,}-parameter decoder distilled for {cfg['steps']} steps from the "
+             f"{cfg['vae_decoder_params']:,}-parameter VAE decoder of `{cfg.get('model') or cfg['vae']}`; measured {rec.get('machine', {}).get('date', '?')}.*", "",
+             "| | VAE decoder | MaskDecoder |", "|---|---|---|",
+             f"| pipeline mIoU, {pl.get('images', '?')} validation images | {pl['VAE decoder']['mIoU']:.4f} | {pl['MaskDecoder']['mIoU']:.4f} (loss {pl['miou_loss']:+.4f}) |",
+             f"| ms per mask (CPU time) | {speed['VAE decoder']['ms_per_mask_cpu']:.2f} | {speed['MaskDecoder']['ms_per_mask_cpu']:.2f} "
+             f"({speed['MaskDecoder']['speedup_vs_vae_cpu']:.1f}x faster) |"]
+    for size, f in fl.items():
+        small = f.get("mask_decoder_gflop", f.get("mask_decoder_default_gflop"))
+        lines.append(f"| GFLOPs per mask, {size} | {f['vae_decode_gflop']:.3g} | {small:.3g} ({f['ratio']:.0f}x fewer) |")
+    return lines + [""]
+
 # %% ../nbs/21_report.ipynb #1fca77b1
 PROFILE_NOTE = {
     "mini": "**Profile: mini.** Every number below comes from the synthetic mini world (shapes on textured "
@@ -153,7 +176,7 @@ def build_report(profile: str="mini", out_root: Path|None=None, title: str="digs
                   f"{last.get('cpus', '?')} CPUs; experiments already complete were skipped): {last['wall_seconds']/60:.1f} min."]
     lines += [""]
     for n in EXPERIMENTS: lines += _section(n, root/n, profile)
-    lines += efficiency_section()
+    lines += efficiency_section() + mask_decoder_section()
     md = "\n".join(lines); p = root/"REPORT.md"; p.write_text(md)
     try:
         import mistune
