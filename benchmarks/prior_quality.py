@@ -335,7 +335,7 @@ def model_card(name: str, rec: dict, root: Path, config: dict):
                      "the final one as the diffusers variants " + ", ".join(f"`step{s:05d}`" for s in config["unet_variants"]) +
                      " (`UNet2DConditionModel.from_pretrained(..., subfolder='unet', variant=...)`; DEDOS Table 4's SD 1.4 / 1.5 analogues)")
     lines += [f"- hardware: {m.get('cpu')} (2 cores), CPU only, torch {m.get('torch')}",
-              f"- produced by the commit before `{rec.get('commit', 'unknown')}` (measured at that commit)", "",
+              f"- produced by the commit before `{_commit(rec, CARD_MEASURES[name][0])}` (measured at that commit)", "",
               f"## Quality (`benchmarks/prior_quality.py`, world seed {rec['held_out_seed']}, never used in training)", "",
               "| measure | value | target | met |", "|---|---|---|---|"]
     for measure in CARD_MEASURES[name]:
@@ -355,6 +355,11 @@ RELEASE_DESCRIPTION = {
                   "mini SD and mini CLIP around them (`dedos_model.json`). `digseg.dedos_train.load_dedos('pretrained/dedos-mini')`."}
 
 
+def _commit(rec: dict, measure: str):
+    "The commit a measure was taken at (older records: the record's last commit)."
+    return rec.get("commits", {}).get(measure) or rec.get("commit", "unknown")
+
+
 def release_card(name: str, rec: dict):
     "MODEL_CARD.md text of a released fine-tuned model from a prior_quality record (numbers copied from it)."
     measure = {v: k for k, v in RELEASES.items()}[name]
@@ -370,7 +375,7 @@ def release_card(name: str, rec: dict):
              f"{train['train_minutes']:.1f} min of training",
              f"- command: `python benchmarks/prior_quality.py --only {measure} --publish` (`make release`)",
              f"- hardware: {m.get('cpu')} (2 cores), CPU only, torch {m.get('torch')}",
-             f"- produced by the commit before `{rec.get('commit', 'unknown')}` (measured at that commit)", "",
+             f"- trained at commit `{_commit(rec, measure)}` (measured there)", "",
              f"## Quality (`benchmarks/prior_quality.py`, world seed {rec['held_out_seed']}, never used in training)", "",
              "1-step trailing sampling, ensemble 1" + ("" if name.startswith("dedos") else ", the pipeline's default tau_bg") + ".", "",
              "| measure | value | target | met |", "|---|---|---|---|"]
@@ -431,12 +436,14 @@ def main(argv=None):
     key = f"{rec['machine']['device_type']}" + ("-quick" if quick else "")
     old = _previous(args.out, key)   # a run of some measures keeps the others' last numbers (each says when it was measured)
     rec["measured_at"] = {**old.get("measured_at", {}), **{m: rec["machine"]["date"] for m in MEASURES + FINETUNED if m in rec}}
-    for m in [*MEASURES, *FINETUNED, "judge"]:
-        if m not in rec and m in old: rec[m] = old[m]
+    old_kept = [m for m in [*MEASURES, *FINETUNED, "judge"] if m not in rec and m in old]
+    for m in old_kept: rec[m] = old[m]
     rec["targets"], rec["seconds"] = check_targets(rec), round(time.time() - t0, 1)
     C.table([{"target": k, "value": f"{v['value']:.3f}", "goal": f">= {v['target']}", "met": v["met"]} for k, v in rec["targets"].items()],
             ["target", "value", "goal", "met"], "mini foundation models: quality targets")
     rec["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or None
+    # the commit each measure was taken at (a card names its own measures' commit, not the last run's)
+    rec["commits"] = {**old.get("commits", {}), **{m: rec["commit"] for m in MEASURES + FINETUNED if m in rec and m not in old_kept}}
     C.write_results(NAME, key, rec, args.out)
     if args.cards and not quick:
         import yaml
