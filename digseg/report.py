@@ -12,7 +12,7 @@ from .experiments import EXPERIMENTS, Experiment, experiment_models
 
 # %% auto #0
 __all__ = ['PROFILE_NOTE', 'VERDICTS', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete', 'run_experiment',
-           'efficiency_section', 'mask_decoder_section', 'build_report', 'claim_stats', 'verdict',
+           'benchmark_runs', 'efficiency_section', 'mask_decoder_section', 'build_report', 'claim_stats', 'verdict',
            'available_experiments', 'default_jobs', 'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
@@ -75,11 +75,15 @@ def run_experiment(name: str, profile: str="mini",
     return status
 
 # %% ../nbs/21_report.ipynb #82088099
+def benchmark_runs(name: str, path: Path|None=None): # a benchmark's name; its JSON (default benchmarks/results/<name>.json)
+    "The `runs` of a benchmark's results JSON ({} when it is missing or unreadable)."
+    path = Path(path or project_root()/"benchmarks"/"results"/f"{name}.json")
+    try: return json.loads(path.read_text())["runs"]
+    except (OSError, ValueError, KeyError): return {}
+
 def efficiency_section(path: Path|None=None): # default: benchmarks/results/dedos_efficiency.json
     "Report lines for DEDOS Table 7 from the full-size record of `benchmarks/dedos_efficiency.py` (none when it was never run)."
-    path = Path(path or project_root()/"benchmarks"/"results"/"dedos_efficiency.json")
-    try: runs = json.loads(path.read_text())["runs"]
-    except (OSError, ValueError, KeyError): return []
+    runs = benchmark_runs("dedos_efficiency", path)
     rec = next((r for k, r in runs.items() if "-sd2-" in k and not k.endswith("-quick")), None)
     if rec is None: return []
     cfg, paper, pm = rec["config"], rec.get("paper", {}), rec["learnable_params_M"]
@@ -104,10 +108,7 @@ def efficiency_section(path: Path|None=None): # default: benchmarks/results/dedo
 # %% ../nbs/21_report.ipynb #2c13b8b3
 def mask_decoder_section(path: Path|None=None): # default: benchmarks/results/mask_decoder.json
     "Report lines for the mask-decoder study from the newest `benchmarks/mask_decoder.py` record with pipeline scores."
-    path = Path(path or project_root()/"benchmarks"/"results"/"mask_decoder.json")
-    try: runs = json.loads(path.read_text())["runs"]
-    except (OSError, ValueError, KeyError): return []
-    recs = [r for k, r in runs.items() if "pipeline" in r and not k.endswith("-quick")]
+    recs = [r for k, r in benchmark_runs("mask_decoder", path).items() if "pipeline" in r and not k.endswith("-quick")]
     if not recs: return []
     rec = max(recs, key=lambda r: r.get("machine", {}).get("date", ""))
     cfg, pl, fl = rec["config"], rec["pipeline"], rec["flops"]
