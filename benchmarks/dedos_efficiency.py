@@ -47,12 +47,12 @@ def meta_build(size: str, seed: int, clip_trainable: str):
 
 def counts(model, res: int, names: list, seed: int, train: bool = True):
     "(dedos_efficiency record, training-forward FLOPs or None) of `model` at `res`."
+    eff = dedos_efficiency(model, res, names, seed=seed)            # parameters, per-image and per-vocabulary FLOPs
+    if not train: return eff, None
     dev = model.null_text.device
     g = torch.Generator().manual_seed(seed)
     img = torch.rand(1, 3, res, res, generator=g).to(dev)
     labels = torch.randint(0, len(names), (1, res, res), generator=g).to(dev)
-    eff = dedos_efficiency(model, res, names, seed=seed)            # parameters, per-image and per-vocabulary FLOPs
-    if not train: return eff, None
     # the training forward (losses, no backward), counted frozen and without autograd: the same forward FLOPs
     with frozen(model): train_flops = count_flops(lambda: model.train()(img, labels, names))
     model.eval()
