@@ -21,11 +21,11 @@ from .dedos_train import train_dedos, load_dedos, evaluate_dedos, CONFIG_NAME
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'merge', 'in_test', 'injected_config', 'Experiment', 'EvalSpec',
-           'TrainSpec', 'prior_key', 'train_config', 'train_model', 'experiment_models', 'missing_inputs',
-           'checkpoints_of', 'load_trainable', 'eval_dataset', 'eval_settings', 'run_eval', 'train_dedos_model',
-           'run_dedos_eval', 'run_calibration', 'paper_numbers', 'paper_value', 'row', 'write_results', 'save_figure',
-           'grouped_bars']
+__all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'RELEASE_RECIPES', 'merge', 'in_test', 'injected_config', 'Experiment',
+           'EvalSpec', 'TrainSpec', 'prior_key', 'release_config', 'train_config', 'train_model', 'seed_variant',
+           'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable', 'eval_dataset', 'eval_settings',
+           'eval_home', 'run_eval', 'train_dedos_model', 'run_dedos_eval', 'run_calibration', 'paper_numbers',
+           'paper_value', 'row', 'seeded_row', 'mean_sd', 'write_results', 'save_figure', 'grouped_bars']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -137,11 +137,13 @@ class TrainSpec:
     "A model to train, as experiment configs name it: a base run config of configs/<profile>/ and overrides."
     base: str = "train.yaml"
     overrides: dict|None = None
+    release: str|None = None      # or a released model of pretrained/ (e.g. 'digseg-mini'), used as it is
 
     @classmethod
     def from_dict(cls, spec: dict):
         if not isinstance(spec, dict): raise TypeError(f"a training spec must be a mapping, got {spec!r}")
-        if unknown := sorted(set(spec) - {"base", "overrides"}): raise ValueError(f"training spec {spec}: unknown key(s) {unknown}; allowed: ['base', 'overrides']")
+        if unknown := sorted(set(spec) - {"base", "overrides", "release"}): raise ValueError(f"training spec {spec}: unknown key(s) {unknown}; allowed: ['base', 'overrides', 'release']")
+        if spec.get("release") is not None and set(spec) - {"release"}: raise ValueError(f"training spec {spec}: `release` names a finished model and takes no `base` or `overrides`")
         if spec.get("overrides") is not None and not isinstance(spec["overrides"], dict): raise TypeError(f"training spec `overrides` must be a mapping, got {spec['overrides']!r}")
         return cls(**spec)
 
@@ -152,12 +154,23 @@ def prior_key(cfg: dict): # a training config
     if m.get("spec") != "mini" or m.get("base"): return None
     return prior_fingerprint(m.get("prior_dir"))
 
+RELEASE_RECIPES = {"digseg-mini": "train_recipe.yaml", "dedos-mini": "dedos_train.yaml"}   # the base each was trained from (`make release`)
+
+def release_config(name: str): # a folder of pretrained/, e.g. 'digseg-mini'
+    "The stand-in training config of a released model: nothing to train, `output_dir` its folder."
+    p = project_root()/"pretrained"/name
+    if not p.is_dir(): raise FileNotFoundError(f"`release`: no released model {p} (`make release` makes them)")
+    return {"release": name, "train": {"output_dir": str(p)}}
+
 def train_config(exp: Experiment,          # the experiment asking
                  spec: dict|None=None,     # {'base': 'train.yaml', 'overrides': {...}} (default: exp.cfg['train'])
                  variant: dict|None=None): # one more layer of overrides (an ablation's row)
     "The full training config of one model of an experiment, with its content-addressed output folder."
     spec = spec or exp.cfg.get("train", {"base": "train.yaml"})
     TrainSpec.from_dict(spec)
+    if spec.get("release") is not None:   # a released model; a smoke run trains a tiny one on the release's recipe
+        if not exp.smoke: return release_config(spec["release"])
+        spec = {"base": RELEASE_RECIPES[spec["release"]]}
     base = spec.get("base", "train.yaml")
     p = base if Path(base).is_absolute() else project_root()/"configs"/exp.profile/base
     cfg = merge(merge(yaml.safe_load(Path(p).read_text()), spec.get("overrides")), variant)
@@ -169,11 +182,24 @@ def train_config(exp: Experiment,          # the experiment asking
 
 def train_model(cfg: dict, progress: bool=True):
     "Train (or resume, or load if finished) the model of a `train_config`; return its pipeline."
+    if cfg.get("release"): return load_for_inference(cfg["train"]["output_dir"])
     out = Path(cfg["train"]["output_dir"])/"model"
     done = out/"train_config.json"
     if not (done.exists() and json.loads(done.read_text()) == json.loads(json.dumps(cfg, default=str))):
         out = train_digseg(cfg)
     return load_for_inference(out)   # on the GPU in bf16/fp16 when there is one (the paper profile), else CPU fp32
+
+# %% ../nbs/20_experiments.ipynb #81bda9a4
+def seed_variant(over: dict|None, # a setting's overrides
+                 seed: int):      # 0: the setting itself
+    "The overrides of training seed `seed` of a setting."
+    return over if seed == 0 else merge(over or {}, {"train": {"seed": seed}, "model": {"seed": seed}})
+
+@patch(as_prop=True)
+def seeds(self: Experiment):
+    "The training (or noise) seeds of the experiment: `range(cfg['seeds'])`, at most 2 in a smoke run."
+    n = check_int("seeds", self.cfg.get("seeds", 1), 1)
+    return list(range(min(n, 2) if self.smoke else n))
 
 # %% ../nbs/20_experiments.ipynb #8713ea49
 def _bases(exp: Experiment):
@@ -195,7 +221,9 @@ def experiment_models(exp: Experiment):
         return out
     if c.get("groups"):   # DEDOS ablations: variant groups on the one base
         for g, variants in c["groups"].items():
-            for v, over in variants.items(): add(f"{g}/{v}", c.get("train"), over)
+            seeds = exp.seeds if g in c.get("seeded_groups", c["groups"]) else [0]   # `seeded_groups`: which get `seeds`
+            for v, over in variants.items():
+                for s in seeds: add(f"{g}/{v}" + (f" seed {s}" if s else ""), c.get("train"), seed_variant(over, s))
         return out
     groups = [c[g] for g in ("tasks", "sets") if c.get(g)]
     if groups:   # Tables 3 / 8, the qualitative figures: an item's own model, else the main one
@@ -210,7 +238,8 @@ def experiment_models(exp: Experiment):
     variants.update({f"ratio {r}": None if float(r) == 1 else {"data": {"ratio": float(r)}} for r in c.get("ratios") or []})
     for b, spec in bases.items():
         if not variants: add(b, spec)
-        for v, over in variants.items(): add(v if len(bases) == 1 else f"{v}/{b}", spec, over)
+        for v, over in variants.items():
+            for s in exp.seeds: add((v if len(bases) == 1 else f"{v}/{b}") + (f" seed {s}" if s else ""), spec, seed_variant(over, s))
     return out
 
 # %% ../nbs/20_experiments.ipynb #16cd3aef
@@ -296,6 +325,13 @@ def eval_settings(spec: dict, **pipe_kwargs):
     bg = spec.get("background", proto.pop("background", "background"))
     return {**proto, **pipe_kwargs, "background": bg}
 
+def eval_home(folder: Path, exp: Experiment): # a model's folder
+    """Where a model's evaluations are cached: beside the model, or for a released model of pretrained/ (which
+    stays as shipped) under the run's models folder."""
+    folder = Path(folder)
+    if not folder.is_dir(): return exp.out
+    return exp.models_root/f"release-{folder.name}" if folder.resolve().parent == (project_root()/"pretrained").resolve() else folder
+
 def run_eval(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
     "Evaluate `pipe` on a dataset spec with its benchmark's protocol (resumable, shared by experiments); return the metrics dict."
     ds = eval_dataset(spec, exp)
@@ -307,14 +343,14 @@ def run_eval(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
     asked = {k: v for k, v in pipe_kwargs.items() if k != "background_thresholds"}
     extra = {k: v for k, v in kw.items() if k not in ("background", "background_thresholds") and k not in pipe_kwargs}
     key = hashlib.sha256(json.dumps([spec, limit, {**asked, **extra}], sort_keys=True, default=str).encode()).hexdigest()[:12]
-    home = Path(pipe.config._name_or_path or exp.out)
-    out = (home if home.is_dir() else exp.out)/"eval"/key
+    out = eval_home(Path(pipe.config._name_or_path or exp.out), exp)/"eval"/key
     return evaluate(pipe, ds, out_dir=out, limit=limit, progress=not exp.smoke, subsets=class_subsets(spec.get("subsets")), **kw)
 
 
 # %% ../nbs/20_experiments.ipynb #055543d5
 def train_dedos_model(cfg: dict): # a full run config with `train.output_dir` (see `digseg.experiments.train_config`)
     "Train (or resume, or reuse if finished) the DEDOS model of a config; return (model, its folder)."
+    if cfg.get("release"): out = Path(cfg["train"]["output_dir"]); return load_dedos(out).to(default_device()), out
     out = Path(cfg["train"]["output_dir"])/"model"
     done = out/CONFIG_NAME
     if not (done.exists() and json.loads(done.read_text()).get("train_config") == json.loads(json.dumps(cfg, default=str))):
@@ -331,7 +367,7 @@ def run_dedos_eval(model, folder, spec: dict, exp,  # model, its folder, an eval
     mode, was = queries or model.cfg.inference_queries, model.cfg.inference_queries
     key = hashlib.sha256(json.dumps(["dedos", spec, limit] + ([mode] if mode != "memory" else []), sort_keys=True, default=str).encode()).hexdigest()[:12]
     model.cfg.inference_queries = mode
-    try: return evaluate_dedos(model, ds, out_dir=Path(folder)/"eval"/key, limit=limit, progress=not exp.smoke,
+    try: return evaluate_dedos(model, ds, out_dir=eval_home(folder, exp)/"eval"/key, limit=limit, progress=not exp.smoke,
                                subsets=class_subsets(spec.get("subsets")), **geometry)
     finally: model.cfg.inference_queries = was
 
@@ -366,6 +402,20 @@ def row(item: str, metric: str, ours, paper=None, unit: str="%", note: str=""):
     "One line of a results table; fractions are shown in percent when `unit` is '%'."
     return {"item": item, "metric": metric, "ours": ours, "paper": paper, "unit": unit, "note": note}
 
+def seeded_row(item: str, metric: str, values: list, # one number per seed
+               paper=None, unit: str="%", note: str=""):
+    "A `row` of the mean over seeds, with the standard deviation, n and the per-seed numbers (which the claims read)."
+    values = [float(v) for v in values]
+    if not values: raise ValueError(f"`values`: no numbers for {item!r} {metric!r}")
+    mean, sd = mean_sd(values)
+    return {**row(item, metric, mean, paper, unit, note), "sd": sd, "n": len(values), "values": values}
+
+def mean_sd(values): # numbers of seeds
+    "(mean, sample standard deviation); the deviation is None for a single number."
+    import statistics as st
+    values = [float(v) for v in values]
+    return st.mean(values), (st.stdev(values) if len(values) > 1 else None)
+
 def write_results(exp: Experiment, rows: list, figures: list=(), notes: str="", extra: dict|None=None):
     "Write `<out>/metrics.json` (rows, figures, notes, profile, config) atomically; return its path."
     res = {"experiment": exp.name, "title": EXPERIMENTS[exp.name]["title"], "profile": exp.profile, "smoke": exp.smoke,
@@ -384,15 +434,17 @@ def save_figure(fig, data, path):   # a matplotlib figure, the JSON-able numbers
 # %% ../nbs/20_experiments.ipynb #15f78176
 def grouped_bars(values: dict,    # {group: {series: value}}: one cluster of bars per group, one colour per series
                  path,            # the PNG to write (its numbers go to the JSON beside it)
-                 ylabel: str="mIoU", rotation: int=0, figsize=(6, 3)):
+                 ylabel: str="mIoU", rotation: int=0, figsize=(6, 3),
+                 errors: dict|None=None): # the same shape as `values`: standard deviations drawn as error bars
     "A grouped bar chart of `values`, saved with `save_figure`; return the PNG path."
     import matplotlib.pyplot as plt
     groups = list(values); series = list(dict.fromkeys(s for g in groups for s in values[g]))
     fig, ax = plt.subplots(figsize=figsize); w = 0.8/max(1, len(series))
     for j, s in enumerate(series):
-        ax.bar([i + j*w for i in range(len(groups))], [values[g].get(s, float("nan")) for g in groups], w, label=s)
+        err = [(errors or {}).get(g, {}).get(s) or 0 for g in groups] if errors else None
+        ax.bar([i + j*w for i in range(len(groups))], [values[g].get(s, float("nan")) for g in groups], w, label=s, yerr=err, capsize=2)
     ax.set_xticks([i + w*(len(series)-1)/2 for i in range(len(groups))], groups, rotation=rotation); ax.set(ylabel=ylabel); ax.legend(fontsize=8)
-    return save_figure(fig, values, path)
+    return save_figure(fig, {"values": values, "sd": errors} if errors else values, path)
 
 # %% ../nbs/20_experiments.ipynb #37119e64
 @patch(cls_method=True)
@@ -425,6 +477,27 @@ def rows_vs_paper(self: Experiment, item: str, metric: str, ours,
                   unit: str="%", note: str=""): # the note of a row without a paper number
     "Rows of `ours` beside the paper's number in each of `name`'s paper columns; one row without it when there is none."
     caveat = "" if self.profile == "paper" else " (mini world vs real benchmark: not comparable)"
+    mk = seeded_row if isinstance(ours, (list, tuple)) else row   # a list: one number per seed
     cols = self.paper_columns(name)
-    if not cols: return [row(item, metric, ours, None, unit, note)]
-    return [row(item, metric, ours, paper_value(paper_key.format(col=c)), unit, f"paper: {c}{caveat}") for c in cols]
+    if not cols: return [mk(item, metric, ours, None, unit, note)]
+    return [mk(item, metric, ours, paper_value(paper_key.format(col=c)), unit, f"paper: {c}{caveat}" + (f"; {note}" if note else "")) for c in cols]
+
+@patch
+def seeded_evals(self: Experiment, over: dict|None=None, # a setting: overrides of the training spec
+                 evals: dict|None=None,                    # {name: eval spec} (default: the config's `eval`)
+                 spec: dict|None=None,                     # the training spec (default: the experiment's `train`)
+                 **pipe_kwargs):                           # sampling settings of `run_eval`
+    "{eval name: [metrics of seed 0, seed 1, ...]}: the setting trained once per seed (`seeds`), each model scored on every eval."
+    evals = self.cfg["eval"] if evals is None else evals
+    out = {name: [] for name in evals}
+    for s in self.seeds:
+        pipe = train_model(train_config(self, spec, seed_variant(over, s)))
+        for name, ev in evals.items(): out[name].append(run_eval(pipe, ev, self, **pipe_kwargs))
+    return out
+
+@patch
+def noise_seeded(self: Experiment, pipe, spec: dict, # a model and an eval spec
+                 **pipe_kwargs):                      # sampling settings of `run_eval`
+    """[metrics of each noise seed]: an inference-side setting scored once per seed of `seeds` (`evaluate`'s
+    `seed`: every image's noise), on the same images; seed 0 is the default noise, shared with unseeded runs."""
+    return [run_eval(pipe, spec, self, **pipe_kwargs, **({"seed": s} if s else {})) for s in self.seeds]

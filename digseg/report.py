@@ -142,6 +142,12 @@ def _fmt(v, unit):
         return f"{100*v:.1f}" if unit == "%" else f"{v:.4g}"
     return str(v)
 
+def _ours(r): # a results row
+    "Our number of a row: the mean ± standard deviation (n seeds) when the row has seeds."
+    unit = r.get("unit", "%")
+    if r.get("n", 1) > 1 and r.get("sd") is not None: return f"{_fmt(r['ours'], unit)} ± {_fmt(r['sd'], unit)} (n={r['n']})"
+    return _fmt(r.get("ours"), unit)
+
 def _section(name: str, out: Path, profile: str):
     meta, st = EXPERIMENTS[name], read_status(out)
     lines = [f"## {meta['title']}", ""]
@@ -156,7 +162,7 @@ def _section(name: str, out: Path, profile: str):
         for r in res["rows"]:
             unit = r.get("unit", "%"); paper = r.get("paper")
             paper = "–" if paper is None else (f"{paper}" if not isinstance(paper, float) else f"{paper:g}")
-            lines.append(f"| {r['item']} | {r['metric']}{' (%)' if unit == '%' else (' ('+unit+')' if unit else '')} | {paper} | {_fmt(r.get('ours'), unit)} | {r.get('note', '')} |")
+            lines.append(f"| {r['item']} | {r['metric']}{' (%)' if unit == '%' else (' ('+unit+')' if unit else '')} | {paper} | {_ours(r)} | {r.get('note', '')} |")
         lines.append("")
     for f in res.get("figures", []): lines += [f"![{Path(f).stem}]({name}/{f})", ""]
     if res.get("notes"): lines += [res["notes"], ""]
@@ -302,7 +308,7 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
         # each lane's notebook kernel gets its share of the cores (kernels inherit the environment)
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         os.environ.update({k: str(max(1, (os.cpu_count() or 1)//jobs)) for k in saved})
-        models = {n: {c["train"]["output_dir"] for c in cfgs} for n, cfgs in configs.items()}
+        models = {n: {c["train"]["output_dir"] for c in cfgs if not c.get("release")} for n, cfgs in configs.items()}   # a release is never trained
         try: _run_lanes(_costliest_first(names, configs), jobs, run, models, done)
         finally:
             for k, v in saved.items():
