@@ -33,8 +33,12 @@ release: install
 
 # README.md is written from nbs/index.ipynb (the front page). nbdev_readme would render it with Quarto, which
 # cannot be installed here (the quarto-cli package downloads its binary at install time): nbconvert does it.
+# The claims table of the committed report (benchmarks/results/reproduce_mini/claims.md, written by the code
+# that computes the verdicts) replaces the line `<!-- claims.md -->` of the front page.
 readme: install
 	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level ERROR nbs/index.ipynb > README.md
+	$(BIN)/python -c "import pathlib as p; r, c = p.Path('README.md'), p.Path('benchmarks/results/reproduce_mini/claims.md'); \
+	  r.write_text(r.read_text().replace('<!-- claims.md -->', c.read_text().strip() if c.exists() else '(no claims table yet)'))"
 
 # CI fails if the exported module, the cleaned notebooks or the README differ from what is committed.
 check-sync: install

@@ -19,7 +19,9 @@ def reproduce(profile: str="mini",       # 'mini' or 'paper'
               only: list|None=None,      # experiment names (default: all)
               force: bool=False,         # rerun complete experiments too
               dry_run: bool=False,       # only list and check
-              jobs: int|None=None):      # experiments at once (default: `digseg.report.default_jobs`)
+              jobs: int|None=None,       # experiments at once (default: `digseg.report.default_jobs`)
+              quick: bool=False,         # a first look in about 15 minutes: fewer experiments and settings, one seed
+              publish: Path|None=None):  # copy the report and its records here afterwards (`digseg.report.publish_report`)
     "Run the experiments of a profile and build the report; return {name: status}."
     from digseg.report import reproduce as run_all, available_experiments
     get_profile(profile)
@@ -33,7 +35,11 @@ def reproduce(profile: str="mini",       # 'mini' or 'paper'
             print(f"{n}: " + ("ok" if not miss else f"{len(miss)} missing input(s)\n" + "\n".join(f"    {m}" for m in miss)))
             states[n] = {"state": "missing inputs", "missing": miss} if miss else {"state": "ok"}
         return states
-    return run_all(profile, only=only, force=force, out_root=Path(out) if out else None, jobs=jobs)
+    states = run_all(profile, only=only, force=force, out_root=Path(out) if out else None, jobs=jobs, quick=quick)
+    if publish:
+        from digseg.report import publish_report
+        print(f"published: {publish_report(Path(out) if out else runs_dir(profile)/('quick' if quick else ''), Path(publish))}")
+    return states
 
 # %% ../nbs/90_cli.ipynb #d753d645
 def segment_files(pipe, paths: list, classes: list, out_dir, **pipe_kwargs):
@@ -340,6 +346,10 @@ def main(argv: list|None=None):
     p.add_argument("--dry-run", action="store_true", help="list the experiments, check their configs, weights and datasets exist; run nothing")
     p.add_argument("--jobs", type=int, default=None, help="experiments run at once (default: 1 in the paper profile, "
                    "else the CPU count up to 4; experiments sharing a model never overlap)")
+    p.add_argument("--quick", action="store_true", help="a first look (about 15 minutes on 2 cores): fewer experiments and settings, "
+                   "one seed, cheaper ablation models; written to runs/<profile>/quick (its report says so)")
+    p.add_argument("--publish", default=None, metavar="DIR", help="afterwards copy the report, claims and per-experiment records "
+                   "(not notebooks or models) to DIR, e.g. benchmarks/results/reproduce_mini")
     tr = sub.add_parser("train", help="train DiGSeg (or DEDOS: model.method) from a YAML config, or a model of an experiment (resumes from the newest checkpoint)",
                         epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = tr.add_mutually_exclusive_group(required=True)
@@ -382,7 +392,7 @@ def main(argv: list|None=None):
     ev = _add_evaluate(sub)
     args = parser.parse_args(argv)
     if args.command == "reproduce":
-        results = reproduce(args.profile, args.out, args.only.split(",") if args.only else None, args.force, args.dry_run, args.jobs)
+        results = reproduce(args.profile, args.out, args.only.split(",") if args.only else None, args.force, args.dry_run, args.jobs, args.quick, args.publish)
         return 0 if all(v["state"] == "ok" for v in results.values()) else 1
     if args.command == "train": return run_train(args, tr.error)
     if args.command == "pretrain": return run_pretrain(args, pt.error)

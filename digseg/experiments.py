@@ -64,7 +64,7 @@ def in_test():
     "True under nbdev_test / pytest, where experiments run as smoke tests."
     return bool(os.environ.get("IN_TEST") or os.environ.get("PYTEST_CURRENT_TEST"))
 
-_PARAMETERS = ("profile", "config", "out_dir", "smoke")   # the parameters cell every experiment notebook has
+_PARAMETERS = ("profile", "config", "out_dir", "smoke", "quick")   # the parameters cell every experiment notebook has
 
 def injected_config(ns: dict): # a notebook's globals()
     """The experiment config `papermill -f FILE.yaml` put into a notebook (each top-level key of the YAML
@@ -87,7 +87,8 @@ class Experiment:
                  profile: str="mini",             # 'mini' or 'paper'
                  config: str|Path|dict|None=None, # YAML path or dict (default configs/<profile>/<name>.yaml)
                  out_dir: str|Path|None=None,     # default runs/<profile>/<name>
-                 smoke: bool|None=None):          # None: True under test
+                 smoke: bool|None=None,           # None: True under test
+                 quick: bool=False):              # `reproduce --quick`: one seed and the config's `quick` overrides
         self.name = check_choice("name", name, tuple(EXPERIMENTS)); get_profile(profile)
         self.profile, self.smoke = profile, in_test() if smoke is None else bool(smoke)
         if isinstance(config, dict): self.cfg = config
@@ -95,10 +96,13 @@ class Experiment:
             p = Path(config) if config else project_root()/"configs"/profile/f"{name}.yaml"
             if not p.is_file(): raise FileNotFoundError(f"`config`: no file {p}")
             self.cfg, self.config_path = yaml.safe_load(p.read_text()) or {}, p
+        self.quick = bool(quick)
+        if self.quick: self.cfg = merge({**self.cfg, "seeds": 1}, self.cfg.get("quick"))   # fewer settings, cheaper models
+        self.cfg = {k: v for k, v in self.cfg.items() if k != "quick"}
         if self.smoke and out_dir is None: out_dir = tempfile.mkdtemp(prefix=f"digseg_{name}_")
         self.out = Path(out_dir or runs_dir(profile)/name); self.out.mkdir(parents=True, exist_ok=True)
         self.models_root = self.out/"models" if self.smoke else runs_dir(profile)/"models"
-    def __repr__(self): return f"Experiment({self.name!r}, profile={self.profile!r}, smoke={self.smoke}, out={str(self.out)!r})"
+    def __repr__(self): return f"Experiment({self.name!r}, profile={self.profile!r}, smoke={self.smoke}{', quick' if self.quick else ''}, out={str(self.out)!r})"
 
 # %% ../nbs/20_experiments.ipynb #c2090ed4
 @dataclass(frozen=True)
@@ -451,7 +455,8 @@ def grouped_bars(values: dict,    # {group: {series: value}}: one cluster of bar
 def from_params(cls: Experiment, name: str, # a key of EXPERIMENTS
                 params: dict):              # the notebook's globals(): profile, config, out_dir, smoke (papermill's -f file too)
     "The experiment of a notebook's parameters."
-    return cls(name, params.get("profile", "mini"), params.get("config") or injected_config(params), params.get("out_dir"), params.get("smoke"))
+    return cls(name, params.get("profile", "mini"), params.get("config") or injected_config(params), params.get("out_dir"), params.get("smoke"),
+               bool(params.get("quick", False)))
 
 @patch
 def model_for(self: Experiment, spec: dict|None=None, # a training spec {'base': ..., 'overrides': ...}

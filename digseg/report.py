@@ -4,15 +4,19 @@
 
 # %% ../nbs/21_report.ipynb #e0872e5e
 from __future__ import annotations
-import hashlib, json, os, time, traceback
+import hashlib, json, os, time
+from dataclasses import dataclass, fields
 from pathlib import Path
+import yaml
 from .config import project_root, runs_dir, get_profile, atomic_write, check_choice
+from . import experiments
 from .experiments import EXPERIMENTS, Experiment, experiment_models
 
 
 # %% auto #0
-__all__ = ['PROFILE_NOTE', 'VERDICTS', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete', 'run_experiment',
-           'benchmark_runs', 'efficiency_section', 'mask_decoder_section', 'build_report', 'claim_stats', 'verdict',
+__all__ = ['VERDICTS', 'PROFILE_NOTE', 'QUICK_EXPERIMENTS', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete',
+           'run_experiment', 'benchmark_runs', 'efficiency_section', 'mask_decoder_section', 'claim_stats', 'verdict',
+           'ClaimSpec', 'load_claims', 'row_values', 'judge_claim', 'claims_section', 'build_report', 'publish_report',
            'available_experiments', 'default_jobs', 'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
@@ -125,6 +129,143 @@ def mask_decoder_section(path: Path|None=None): # default: benchmarks/results/ma
         lines.append(f"| GFLOPs per mask, {size} | {f['vae_decode_gflop']:.3g} | {small:.3g} ({f['ratio']:.0f}x fewer) |")
     return lines + [""]
 
+# %% ../nbs/21_report.ipynb #60616e4e
+VERDICTS = ("reproduced", "contradicted", "inconclusive")
+
+def claim_stats(a, b, paired: bool=False): # per-seed numbers of two settings
+    "(mean difference a - b, its standard error, n_a, n_b); the SE is nan with fewer than 2 numbers on a side."
+    import math, statistics as st
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    if not a or not b: raise ValueError(f"a claim needs numbers for both settings, got {len(a)} and {len(b)}")
+    if paired:
+        if len(a) != len(b): raise ValueError(f"`paired`: both settings need the same seeds, got {len(a)} and {len(b)} numbers")
+        d = [x - y for x, y in zip(a, b)]
+        return st.mean(d), (st.stdev(d)/math.sqrt(len(d)) if len(d) > 1 else math.nan), len(a), len(b)
+    se = math.sqrt(st.variance(a)/len(a) + st.variance(b)/len(b)) if min(len(a), len(b)) > 1 else math.nan
+    return st.mean(a) - st.mean(b), se, len(a), len(b)
+
+def verdict(a, b,                     # per-seed numbers of the setting the paper says is better (a) and of the other (b)
+            direction: str="greater", # 'greater': the paper says a > b; 'less': a < b; 'equal': |a - b| <= tolerance
+            tolerance: float|None=None, # for 'equal': the largest difference that still counts as equal
+            paired: bool=False):      # both settings share their seeds (seed k of a and of b)
+    "'reproduced', 'contradicted' or 'inconclusive' for a claim about two settings, from per-seed numbers (2 standard errors)."
+    import math
+    check_choice("direction", direction, ("greater", "less", "equal"))
+    if (direction == "equal") != (tolerance is not None): raise ValueError("`tolerance` goes with direction 'equal', and only with it")
+    if tolerance is not None and not tolerance > 0: raise ValueError(f"`tolerance` must be > 0, got {tolerance}")
+    diff, se, _, _ = claim_stats(a, b, paired)
+    if math.isnan(se): return "inconclusive"
+    lo, hi = diff - 2*se, diff + 2*se
+    if direction == "equal":
+        if -tolerance <= lo and hi <= tolerance: return "reproduced"
+        return "contradicted" if lo > tolerance or hi < -tolerance else "inconclusive"
+    sign = 1 if direction == "greater" else -1
+    if sign*diff > 2*se: return "reproduced"
+    return "contradicted" if -sign*diff > 2*se else "inconclusive"
+
+
+# %% ../nbs/21_report.ipynb #44a3dd19
+@dataclass(frozen=True)
+class ClaimSpec:
+    "One claim of a paper, as `configs/<profile>/claims.yaml` states it."
+    id: str
+    paper: str                     # where the paper makes it, e.g. 'DiGSeg Table 4'
+    claim: str                     # the claim in words
+    experiment: str                # the experiment whose results table holds both settings
+    a: dict                        # {'item', 'metric'}: the row the paper says is better (or the first of an equal pair)
+    b: dict                        # the other row
+    direction: str = "greater"     # 'greater', 'less' or 'equal' (see `verdict`)
+    tolerance: float|None = None   # 'equal' only: the largest difference that counts as equal
+    paired: bool = False           # both rows share their seeds
+    side: str = "inference"        # 'training' (training seeds) or 'inference' (noise seeds)
+    reference: str|None = None     # a key of the file's `references`: the main model the claim's models are measured against
+    paper_numbers: str = ""        # the paper's own numbers, in words
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        "The claim checked: unknown keys, an unknown experiment or direction are refused, naming them."
+        if not isinstance(d, dict): raise TypeError(f"a claim must be a mapping, got {d!r}")
+        if unknown := sorted(set(d) - {f.name for f in fields(cls)}): raise ValueError(f"claim {d.get('id')!r}: unknown key(s) {unknown}")
+        c = cls(**d)
+        check_choice(f"claim {c.id!r} experiment", c.experiment, tuple(experiments.EXPERIMENTS))   # the registry itself, not a caller's subset
+        check_choice(f"claim {c.id!r} side", c.side, ("training", "inference"))
+        for k in ("a", "b"):
+            if not isinstance(getattr(c, k), dict) or set(getattr(c, k)) != {"item", "metric"}:
+                raise ValueError(f"claim {c.id!r}: `{k}` must be {{item: ..., metric: ...}}, got {getattr(c, k)!r}")
+        verdict([0, 0], [0, 0], c.direction, c.tolerance)   # the direction and tolerance checked once, here
+        return c
+
+def load_claims(profile: str="mini", path: Path|None=None): # default configs/<profile>/claims.yaml
+    "({name: reference row}, [ClaimSpec]) of a profile; ([], {}) when it has no claims file."
+    p = Path(path or project_root()/"configs"/profile/"claims.yaml")
+    if not p.exists(): return {}, []
+    d = yaml.safe_load(p.read_text()) or {}
+    claims = [ClaimSpec.from_dict(c) for c in d.get("claims") or []]
+    refs = d.get("references") or {}
+    if bad := sorted({c.reference for c in claims if c.reference is not None} - set(refs)): raise ValueError(f"{p}: unknown reference(s) {bad}; known: {sorted(refs)}")
+    if dup := sorted({c.id for c in claims if [x.id for x in claims].count(c.id) > 1}): raise ValueError(f"{p}: duplicate claim id(s) {dup}")
+    return refs, claims
+
+# %% ../nbs/21_report.ipynb #a84f5903
+def row_values(res: dict|None, item: str, metric: str): # an experiment's metrics.json; a row's item and metric
+    "The per-seed numbers of a results row (one number for a row without seeds); None when the row is missing."
+    for r in (res or {}).get("rows", []):
+        if r.get("item") == item and r.get("metric") == metric and r.get("ours") is not None:
+            return [float(v) for v in r.get("values") or [r["ours"]]]
+    return None
+
+def judge_claim(c: ClaimSpec, results: dict,  # {experiment: its metrics.json}
+                refs: dict|None=None):        # the claims file's references
+    "A claim's record: both settings' per-seed numbers, mean ± sd, the difference and its standard error, the verdict."
+    import math, statistics as st
+    a, b = (row_values(results.get(c.experiment), **getattr(c, k)) for k in ("a", "b"))
+    rec = {"id": c.id, "paper": c.paper, "claim": c.claim, "experiment": c.experiment, "paper_numbers": c.paper_numbers,
+           "direction": c.direction, "tolerance": c.tolerance, "paired": c.paired, "side": c.side, "a": c.a, "b": c.b}
+    if a is None or b is None: return {**rec, "verdict": "not run", "why": f"no row {(c.a if a is None else c.b)} in {c.experiment}"}
+    if c.paired and len(a) != len(b): return {**rec, "verdict": "not run", "why": f"paired rows with {len(a)} and {len(b)} seeds"}
+    diff, se, na, nb = claim_stats(a, b, c.paired)
+    summ = lambda v: {"values": v, "mean": st.mean(v), "sd": st.stdev(v) if len(v) > 1 else None, "n": len(v)}
+    rec.update(a_values=summ(a), b_values=summ(b), difference=diff, se=None if math.isnan(se) else se,
+               verdict=verdict(a, b, c.direction, c.tolerance, c.paired))
+    ref = (refs or {}).get(c.reference) if c.reference else None
+    main = row_values(results.get(ref["experiment"]), ref["item"], ref["metric"]) if ref else None
+    if main: rec["share_of_main"] = max(st.mean(a), st.mean(b))/max(st.mean(main), 1e-12)   # the better setting against the main model
+    return rec
+
+# %% ../nbs/21_report.ipynb #98be9514
+_REGIME = 0.8   # a training-side claim's models below this share of the main model are not in the working regime
+
+def _pm(v: dict): return f"{100*v['mean']:.1f}" + (f" ± {100*v['sd']:.1f}" if v.get("sd") is not None else "") + f" (n={v['n']})"
+
+def claims_section(profile: str, root: Path):   # the profile's runs folder
+    "The claims table's Markdown lines; writes `claims.json` and `claims.md` into `root`."
+    refs, claims = load_claims(profile)
+    if not claims: return []
+    results = {}
+    for n in {c.experiment for c in claims} | {r["experiment"] for r in refs.values()}:
+        try: results[n] = json.loads((root/n/"metrics.json").read_text())
+        except (OSError, ValueError): pass
+    recs = [judge_claim(c, results, refs) for c in claims]
+    counts = {v: sum(r["verdict"] == v for r in recs) for v in (*VERDICTS, "not run")}
+    lines = ["## Claims", "", "One row per claim of either paper. *ours* is the mean ± standard deviation over n seeds (training seeds for "
+             "a claim about training, noise seeds for one about inference), in points of the metric; the verdict is computed by "
+             "`digseg.report.verdict` from the per-seed numbers in `claims.json`: **reproduced** when our difference has the paper's "
+             "direction and exceeds 2 standard errors, **contradicted** when it has the opposite direction beyond 2 standard errors, "
+             "**inconclusive** otherwise (for an 'about equal' claim: the ±2 SE interval inside or outside the tolerance).", "",
+             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".", "",
+             "| paper | claim | paper's numbers | ours: a | ours: b | a − b (SE) | verdict | models vs main |", "|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        if r["verdict"] == "not run":
+            lines.append(f"| {r['paper']} | {r['claim']} | {r['paper_numbers']} | – | – | – | not run | {r['why']} |"); continue
+        se = f" ({100*r['se']:.1f})" if r.get("se") is not None else ""
+        share = r.get("share_of_main")
+        regime = "" if share is None else f"{100*share:.0f} %" + ("" if share >= _REGIME else ": below 80 %, not in the working regime")
+        lines.append(f"| {r['paper']} | {r['claim']} | {r['paper_numbers']} | {r['a']['item']}: {_pm(r['a_values'])} | "
+                     f"{r['b']['item']}: {_pm(r['b_values'])} | {100*r['difference']:+.1f}{se} | **{r['verdict']}** | {regime} |")
+    atomic_write(root/"claims.json", lambda t: t.write_text(json.dumps({"profile": profile, "claims": recs}, indent=1)))
+    atomic_write(root/"claims.md", lambda t: t.write_text("\n".join(lines[2:]) + "\n"))
+    return lines + [""]
+
 # %% ../nbs/21_report.ipynb #1fca77b1
 PROFILE_NOTE = {
     "mini": "**Profile: mini.** Every number below comes from the synthetic mini world (shapes on textured "
@@ -171,7 +312,7 @@ def _section(name: str, out: Path, profile: str):
 def build_report(profile: str="mini", out_root: Path|None=None, title: str="digseg reproduction report"):
     "Write `REPORT.md` and `REPORT.html` for a profile's runs; return the Markdown path."
     root = Path(out_root or runs_dir(profile)); root.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {title}", "", PROFILE_NOTE.get(profile, ""), ""]
+    lines = [f"# {title}", "", PROFILE_NOTE.get(profile, ""), ""] + claims_section(profile, root)
     summary = {n: read_status(root/n)["state"] for n in EXPERIMENTS}
     total = sum(read_status(root/n).get("seconds", 0) for n in EXPERIMENTS)
     lines += ["| experiment | state |", "|---|---|"] + [f"| {n} | {s} |" for n, s in summary.items()]
@@ -194,40 +335,27 @@ def build_report(profile: str="mini", out_root: Path|None=None, title: str="digs
                                     f"td,th{{border:1px solid #ccc;padding:2px 6px}}img{{max-width:100%}}</style>{html}")
     return p
 
-# %% ../nbs/21_report.ipynb #60616e4e
-VERDICTS = ("reproduced", "contradicted", "inconclusive")
-
-def claim_stats(a, b, paired: bool=False): # per-seed numbers of two settings
-    "(mean difference a - b, its standard error, n_a, n_b); the SE is nan with fewer than 2 numbers on a side."
-    import math, statistics as st
-    a, b = [float(x) for x in a], [float(x) for x in b]
-    if not a or not b: raise ValueError(f"a claim needs numbers for both settings, got {len(a)} and {len(b)}")
-    if paired:
-        if len(a) != len(b): raise ValueError(f"`paired`: both settings need the same seeds, got {len(a)} and {len(b)} numbers")
-        d = [x - y for x, y in zip(a, b)]
-        return st.mean(d), (st.stdev(d)/math.sqrt(len(d)) if len(d) > 1 else math.nan), len(a), len(b)
-    se = math.sqrt(st.variance(a)/len(a) + st.variance(b)/len(b)) if min(len(a), len(b)) > 1 else math.nan
-    return st.mean(a) - st.mean(b), se, len(a), len(b)
-
-def verdict(a, b,                     # per-seed numbers of the setting the paper says is better (a) and of the other (b)
-            direction: str="greater", # 'greater': the paper says a > b; 'less': a < b; 'equal': |a - b| <= tolerance
-            tolerance: float|None=None, # for 'equal': the largest difference that still counts as equal
-            paired: bool=False):      # both settings share their seeds (seed k of a and of b)
-    "'reproduced', 'contradicted' or 'inconclusive' for a claim about two settings, from per-seed numbers (2 standard errors)."
-    import math
-    check_choice("direction", direction, ("greater", "less", "equal"))
-    if (direction == "equal") != (tolerance is not None): raise ValueError("`tolerance` goes with direction 'equal', and only with it")
-    if tolerance is not None and not tolerance > 0: raise ValueError(f"`tolerance` must be > 0, got {tolerance}")
-    diff, se, _, _ = claim_stats(a, b, paired)
-    if math.isnan(se): return "inconclusive"
-    lo, hi = diff - 2*se, diff + 2*se
-    if direction == "equal":
-        if -tolerance <= lo and hi <= tolerance: return "reproduced"
-        return "contradicted" if lo > tolerance or hi < -tolerance else "inconclusive"
-    sign = 1 if direction == "greater" else -1
-    if sign*diff > 2*se: return "reproduced"
-    return "contradicted" if -sign*diff > 2*se else "inconclusive"
-
+# %% ../nbs/21_report.ipynb #0e11ea86
+def publish_report(root: Path,   # a runs folder (`runs/<profile>`, or `--out`)
+                   dest: Path):  # where the report is kept, e.g. benchmarks/results/reproduce_mini
+    "Copy a run's report and the records it is computed from (not its notebooks, caches or models) to `dest`; return `dest`."
+    import shutil
+    root, dest = Path(root), Path(dest)
+    if not (root/"REPORT.md").exists(): raise FileNotFoundError(f"`root`: no REPORT.md in {root} (run `digseg reproduce` first)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("REPORT.md", "REPORT.html", "claims.json", "claims.md", "reproduce.json"):
+        if (root/f).exists(): shutil.copy2(root/f, dest/f)
+    for n in EXPERIMENTS:
+        if not (root/n/"status.json").exists(): continue
+        (dest/n).mkdir(exist_ok=True)
+        for f in ("status.json", "metrics.json"):
+            if (root/n/f).exists(): shutil.copy2(root/n/f, dest/n/f)
+        try: figs = json.loads((root/n/"metrics.json").read_text()).get("figures", [])
+        except (OSError, ValueError): figs = []
+        for f in figs:   # each figure and the JSON of its numbers (`save_figure`)
+            for g in (root/n/f, (root/n/f).with_suffix(".json")):
+                if g.exists(): (dest/n/g.relative_to(root/n)).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(g, dest/n/g.relative_to(root/n))
+    return dest
 
 # %% ../nbs/21_report.ipynb #65278afa
 def available_experiments():
@@ -278,11 +406,18 @@ def _costliest_first(names: list, configs: dict):
     read, is trained early by one of them."""
     return sorted(names, key=lambda n: -_training_samples(configs.get(n, ())))
 
+QUICK_EXPERIMENTS = ("table1_open_vocab", "table2_semantic", "table3_domains", "table7_vae_masks", "fig3_threshold", "fig7_ensemble",
+                     "fig8_spacing", "qualitative", "table4_noise", "prior_value", "dedos_main")
+
 def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
               out_root: Path|None=None, parameters: dict|None=None,
-              jobs: int|None=None):   # experiments at once (default `default_jobs(profile)`)
+              jobs: int|None=None,    # experiments at once (default `default_jobs(profile)`)
+              quick: bool=False):     # a first look: `QUICK_EXPERIMENTS` with one seed and their configs' `quick` overrides
     "Run the experiments of a profile (skipping complete ones), then build the report; return the statuses."
     names = available_experiments()
+    if quick:   # its own folder and report: a quick run never stands in for the full one
+        names = [n for n in names if n in QUICK_EXPERIMENTS]
+        parameters, out_root = {**(parameters or {}), "quick": True}, Path(out_root or runs_dir(profile)/"quick")
     if only:
         unknown = sorted(set(only) - set(EXPERIMENTS))
         if unknown: raise ValueError(f"`only`: unknown experiment(s) {unknown}; known: {list(EXPERIMENTS)}")
@@ -319,7 +454,7 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
     (root/"reproduce.json").write_text(json.dumps({"profile": profile, "jobs": jobs, "wall_seconds": round(wall, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
         "experiments": {n: {k: s.get(k) for k in ("state", "seconds", "skipped")} for n, s in statuses.items()}}, indent=1))
-    report = build_report(profile, out_root)
+    report = build_report(profile, out_root, title="digseg reproduction report: quick look (one seed, fewer settings)" if quick else "digseg reproduction report")
     failed = [n for n, s in statuses.items() if s["state"] != "ok"]
     print(f"{len(names) - len(failed)}/{len(names)} experiments ok in {wall/60:.1f} min; report: {report}"
           + (f"; failed: {failed}" if failed else ""), flush=True)
