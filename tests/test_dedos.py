@@ -202,6 +202,7 @@ def _dedos_configs():
 def test_dedos_configs_parse(path, tmp_path):
     "Every DEDOS run config, and every model an experiment config derives, builds a DEDOSConfig and a TrainConfig."
     import yaml
+    from pathlib import Path
     from digseg.dedos_train import dedos_config
     from digseg.experiments import Experiment, train_config
     from digseg.finetune import load_config
@@ -213,10 +214,17 @@ def test_dedos_configs_parse(path, tmp_path):
 
     if path.stem == "dedos_train": return check(yaml.safe_load(path.read_text()))
     exp = Experiment(path.stem, path.parent.name, path, out_dir=tmp_path, smoke=False)
-    specs = [(m["train"], None) for m in exp.cfg.get("models", {}).values() if m["kind"] == "dedos" and "release" not in m["train"]]
+    models = list(exp.cfg.get("models", {}).values())
+    specs = [(m["train"], None) for m in models if m["kind"] == "dedos" and "release" not in m["train"]]
     specs += [(None, v) for g in exp.cfg.get("groups", {}).values() for v in g.values()]
-    assert specs
+    releases = [m for m in models if "release" in m["train"]]
+    assert specs or releases
     for spec, variant in specs: check(train_config(exp, spec, variant))
+    smoke = Experiment(path.stem, path.parent.name, path, out_dir=tmp_path/"smoke", smoke=True)
+    for m in releases:   # a released model: its shipped folder, and (DEDOS) the recipe its smoke stand-in trains
+        name = m["train"]["release"]
+        assert Path(train_config(exp, m["train"])["train"]["output_dir"]) == Path(__file__).resolve().parents[1]/"pretrained"/name
+        if m["kind"] == "dedos": check(train_config(smoke, m["train"]))
 
 
 def test_every_trainable_dedos_parameter_gets_a_gradient():
