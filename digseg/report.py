@@ -149,11 +149,13 @@ def verdict(a, b,                     # per-seed numbers of the setting the pape
             tolerance: float|None=None, # for 'equal': the largest difference that still counts as equal
             paired: bool=False):      # both settings share their seeds (seed k of a and of b)
     "'reproduced', 'contradicted' or 'inconclusive' for a claim about two settings, from per-seed numbers (2 standard errors)."
-    import math
     check_choice("direction", direction, ("greater", "less", "equal"))
     if (direction == "equal") != (tolerance is not None): raise ValueError("`tolerance` goes with direction 'equal', and only with it")
     if tolerance is not None and not tolerance > 0: raise ValueError(f"`tolerance` must be > 0, got {tolerance}")
-    diff, se, _, _ = claim_stats(a, b, paired)
+    return _decide(*claim_stats(a, b, paired)[:2], direction, tolerance)
+
+def _decide(diff, se, direction, tolerance): # a difference a - b and its standard error (nan: too few numbers)
+    import math
     if math.isnan(se): return "inconclusive"
     lo, hi = diff - 2*se, diff + 2*se
     if direction == "equal":
@@ -196,7 +198,7 @@ class ClaimSpec:
         return c
 
 def load_claims(profile: str="mini", path: Path|None=None): # default configs/<profile>/claims.yaml
-    "({name: reference row}, [ClaimSpec]) of a profile; ([], {}) when it has no claims file."
+    "({name: reference row}, [ClaimSpec]) of a profile; ({}, []) when it has no claims file."
     p = Path(path or project_root()/"configs"/profile/"claims.yaml")
     if not p.exists(): return {}, []
     d = yaml.safe_load(p.read_text()) or {}
@@ -223,10 +225,10 @@ def judge_claim(c: ClaimSpec, results: dict,  # {experiment: its metrics.json}
            "direction": c.direction, "tolerance": c.tolerance, "paired": c.paired, "side": c.side, "a": c.a, "b": c.b}
     if a is None or b is None: return {**rec, "verdict": "not run", "why": f"no row {(c.a if a is None else c.b)} in {c.experiment}"}
     if c.paired and len(a) != len(b): return {**rec, "verdict": "not run", "why": f"paired rows with {len(a)} and {len(b)} seeds"}
-    diff, se, na, nb = claim_stats(a, b, c.paired)
+    diff, se, _, _ = claim_stats(a, b, c.paired)   # once: the verdict is decided from them
     summ = lambda v: {"values": v, "mean": st.mean(v), "sd": st.stdev(v) if len(v) > 1 else None, "n": len(v)}
     rec.update(a_values=summ(a), b_values=summ(b), difference=diff, se=None if math.isnan(se) else se,
-               verdict=verdict(a, b, c.direction, c.tolerance, c.paired))
+               verdict=_decide(diff, se, c.direction, c.tolerance))
     ref = (refs or {}).get(c.reference) if c.reference else None
     main = row_values(results.get(ref["experiment"]), ref["item"], ref["metric"]) if ref else None
     if main: rec["share_of_main"] = max(st.mean(a), st.mean(b))/max(st.mean(main), 1e-12)   # the better setting against the main model
