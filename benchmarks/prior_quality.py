@@ -9,7 +9,8 @@ train split; the experiments use seeds 0 and 1). Measured:
 
 * `clip`: zero-shot top-1 of the mini CLIP on single-object images over the 24 prompts "A photo of a
   {class}" (chance 1/24), and how often the predicted class has the right colour / the right shape;
-* `candidates`: A.3's candidate proposals (`digseg.pipeline.propose_candidates`, its default thresholds)
+* `candidates`: A.3's candidate proposals (`digseg.pipeline.propose_candidates`) at the thresholds calibrated
+  for the mini CLIP (`mini-clip/proposal_thresholds.json`), and at the paper's (0.25, 0.3) beside them
   on multi-object images: recall of the present classes and precision, pooled over images;
 * `vae`: mask round trips through the mini VAE: IoU of the decoded mask (thresholded at 0.5) with the
   object mask, pooled over masks, and Table 7's channel std and max - min of the decoded mask;
@@ -91,24 +92,26 @@ def clip_zero_shot(clip, n_per_class: int):
 
 
 @torch.no_grad()
-def candidate_quality(clip, n_images: int):
-    "Recall and precision of A.3's proposals against the classes present (>= min_visible pixels), pooled over images."
+def candidate_quality(clip, n_images: int, thresholds):
+    "Recall and precision of A.3's proposals at `thresholds` (tau, tau_patch) and at the paper's, pooled over images."
     from digseg.data import MiniWorld, world_class_names
-    from digseg.text import format_prompts
-    from digseg.pipeline import propose_candidates
+    from digseg.text import format_prompts, PROMPT_TEMPLATE
+    from digseg.pipeline import proposal_similarities, candidates_from_similarities, PAPER_PROPOSAL_THRESHOLDS
     names, world = world_class_names(), MiniWorld("val", size=n_images, seed=HELD_OUT_SEED)
-    text = F.normalize(clip.encode_text(clip.tokenize(format_prompts(names[1:])))[1], dim=-1)
-    hit = proposed = present = 0
+    text = clip.encode_text(clip.tokenize(format_prompts(names[1:], PROMPT_TEMPLATE)))[1]   # as the pipeline prompts
+    sims, truth = [], []
     for start in range(0, n_images, 64):
         items = [world[i] for i in range(start, min(n_images, start + 64))]
-        cand = propose_candidates(clip, torch.stack([it["image"] for it in items]), text)
-        for it, row in zip(items, cand):
-            truth = torch.zeros(len(names) - 1, dtype=torch.bool)
-            for c in range(1, len(names)):
-                if f"a {names[c]}" in it["caption"]: truth[c - 1] = True   # the caption lists the visible objects
-            hit += int((row & truth).sum()); proposed += int(row.sum()); present += int(truth.sum())
-    return {"recall": hit/max(present, 1), "precision": hit/max(proposed, 1), "images": n_images,
-            "candidates_per_image": proposed/n_images, "present_per_image": present/n_images}
+        sims.append(proposal_similarities(clip, torch.stack([it["image"] for it in items]), text))
+        truth += [[f"a {n}" in it["caption"] for n in names[1:]] for it in items]   # the caption lists the visible objects
+    (g, p), truth = (torch.cat(s) for s in zip(*sims)), torch.tensor(truth)
+    def score(t):
+        cand = candidates_from_similarities(g, p, *t)
+        hit, proposed, present = int((cand & truth).sum()), int(cand.sum()), int(truth.sum())
+        return {"recall": hit/max(present, 1), "precision": hit/max(proposed, 1), "thresholds": [float(x) for x in t],
+                "candidates_per_image": proposed/n_images}
+    return {**score(thresholds), "images": n_images, "present_per_image": float(truth.sum())/n_images,
+            "paper_thresholds": score(PAPER_PROPOSAL_THRESHOLDS)}
 
 
 @torch.no_grad()
@@ -334,7 +337,7 @@ def model_card(name: str, rec: dict, root: Path, config: dict):
         lines.append("- the U-Net at steps " + ", ".join(str(s) for s in config["unet_variants"]) + " of the same run is kept beside "
                      "the final one as the diffusers variants " + ", ".join(f"`step{s:05d}`" for s in config["unet_variants"]) +
                      " (`UNet2DConditionModel.from_pretrained(..., subfolder='unet', variant=...)`; DEDOS Table 4's SD 1.4 / 1.5 analogues)")
-    lines += [f"- hardware: {m.get('cpu')} (2 cores), CPU only, torch {m.get('torch')}",
+    lines += [f"- hardware: {rec.get('machines', {}).get(CARD_MEASURES[name][0], m.get('cpu'))} (2 cores), CPU only, torch {m.get('torch')}",
               f"- produced by the commit before `{_commit(rec, CARD_MEASURES[name][0])}` (measured at that commit)", "",
               f"## Quality (`benchmarks/prior_quality.py`, world seed {rec['held_out_seed']}, never used in training)", "",
               "| measure | value | target | met |", "|---|---|---|---|"]
@@ -344,6 +347,13 @@ def model_card(name: str, rec: dict, root: Path, config: dict):
             if isinstance(v, float):
                 t = rec["targets"].get(f"{measure}.{k}")
                 lines.append(f"| {measure}.{k} | {v:.4f} | {'>= ' + str(t['target']) if t else ''} | {('yes' if t['met'] else 'no') if t else ''} |")
+    if "candidates" in CARD_MEASURES[name] and "thresholds" in rec.get("candidates", {}):
+        c, paper = rec["candidates"], rec["candidates"]["paper_thresholds"]
+        lines += ["", f"The candidates are proposed at A.3's thresholds calibrated for this CLIP, tau = {c['thresholds'][0]:.4f} and "
+                  f"tau_patch = {c['thresholds'][1]:.4f} (`proposal_thresholds.json`: the best precision at 90 % recall on training-world "
+                  f"images, `digseg.prior.calibrate_mini_proposals`). At the paper's ({paper['thresholds'][0]:g}, {paper['thresholds'][1]:g}) "
+                  f"the same images give recall {paper['recall']:.4f}, precision {paper['precision']:.4f} and "
+                  f"{paper['candidates_per_image']:.1f} candidates per image: this CLIP's cosines sit higher than OpenAI CLIP's."]
     return "\n".join(lines) + "\n"
 
 
@@ -374,10 +384,11 @@ def release_card(name: str, rec: dict):
              + f", {train['steps']} steps of batch {train['batch']} (final loss {train['final_loss']:.4f}); "
              f"{train['train_minutes']:.1f} min of training",
              f"- command: `python benchmarks/prior_quality.py --only {measure} --publish` (`make release`)",
-             f"- hardware: {m.get('cpu')} (2 cores), CPU only, torch {m.get('torch')}",
+             f"- hardware: {rec.get('machines', {}).get(measure, m.get('cpu'))} (2 cores), CPU only, torch {m.get('torch')}",
              f"- trained at commit `{_commit(rec, measure)}` (measured there)", "",
              f"## Quality (`benchmarks/prior_quality.py`, world seed {rec['held_out_seed']}, never used in training)", "",
-             "1-step trailing sampling, ensemble 1" + ("" if name.startswith("dedos") else ", the pipeline's default tau_bg") + ".", "",
+             "1-step trailing sampling, ensemble 1" + ("" if name.startswith("dedos") else ", the pipeline's default tau_bg and its "
+             "calibrated candidate thresholds (`proposal_thresholds` in `model_index.json`, from `mini-clip/proposal_thresholds.json`)") + ".", "",
              "| measure | value | target | met |", "|---|---|---|---|"]
     for k in ("seen", "unseen", "seen_mIoU", "unseen_mIoU"):
         for src, label in ((train, measure), (released, measure.split("_")[0] + "_released")):
@@ -425,7 +436,10 @@ def main(argv=None):
         dict(per_class=20, images=200, judge=1500, gen_per_class=4, steps=50)
     rec, t0 = {"machine": C.machine(args.device), "held_out_seed": HELD_OUT_SEED, "root": None if quick else str(args.root)}, time.time()
     if "clip" in only: rec["clip"] = clip_zero_shot(clip, n["per_class"])
-    if "candidates" in only: rec["candidates"] = candidate_quality(clip, n["images"])
+    if "candidates" in only:
+        from digseg.prior import mini_proposal_thresholds
+        from digseg.pipeline import PAPER_PROPOSAL_THRESHOLDS
+        rec["candidates"] = candidate_quality(clip, n["images"], (None if quick else mini_proposal_thresholds(Path(args.root))) or PAPER_PROPOSAL_THRESHOLDS)
     if "vae" in only: rec["vae"] = vae_quality(vae, n["images"])
     if "generation" in only:
         judge, rec["judge"] = train_judge(n["judge"], batch=16 if quick else 64, width=8 if quick else 32)
@@ -444,6 +458,9 @@ def main(argv=None):
     rec["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or None
     # the commit each measure was taken at (a card names its own measures' commit, not the last run's)
     rec["commits"] = {**old.get("commits", {}), **{m: rec["commit"] for m in MEASURES + FINETUNED if m in rec and m not in old_kept}}
+    # ... and the CPU it ran on (a card's hardware line is its own models' machine, not the last run's)
+    before = old.get("machines") or {m: old.get("machine", {}).get("cpu") for m in old_kept}
+    rec["machines"] = {**before, **{m: rec["machine"].get("cpu") for m in MEASURES + FINETUNED if m in rec and m not in old_kept}}
     C.write_results(NAME, key, rec, args.out)
     if args.cards and not quick:
         import yaml

@@ -22,10 +22,30 @@ from .models import resolve_pretrained, check_weight_files, build_unet, build_va
 from .mask_decoder import MaskDecoder
 
 # %% auto #0
-__all__ = ['BACKGROUND', 'propose_candidates', 'aggregate', 'pair_generators', 'working_size', 'DiGSegOutput', 'DiGSegPipeline',
-           'build_tiny_pipeline', 'assemble_pipeline', 'build_sd2_pipeline', 'load_for_inference', 'first_occurrence']
+__all__ = ['PAPER_PROPOSAL_THRESHOLDS', 'BACKGROUND', 'proposal_similarities', 'candidates_from_similarities',
+           'propose_candidates', 'calibrate_proposals', 'aggregate', 'pair_generators', 'working_size', 'DiGSegOutput',
+           'DiGSegPipeline', 'build_tiny_pipeline', 'assemble_pipeline', 'build_sd2_pipeline', 'load_for_inference',
+           'first_occurrence']
 
 # %% ../nbs/10_pipeline.ipynb #a68e1a61
+PAPER_PROPOSAL_THRESHOLDS = (0.25, 0.3)   # A.3's tau and our tau_patch: cosines of OpenAI's CLIP
+
+@torch.no_grad()
+def proposal_similarities(clip,                          # a `ClipBackbone`
+                          images: torch.Tensor,          # (B, 3, H, W) in [0, 1]
+                          text_embeddings: torch.Tensor): # (V, D) normalised CLIP text embeddings of the vocabulary
+    "((B, V) cosine similarity of each image, (B, V) of its best-matching patch) to every vocabulary class."
+    glob, patches = clip.encode_image(clip.preprocess(images))
+    text = text_embeddings.to(glob.dtype)
+    return glob @ text.T, (patches @ text.T).amax(dim=1)
+
+def candidates_from_similarities(g: torch.Tensor, p: torch.Tensor, # (B, V) global and best-patch similarities
+                                 global_threshold: float, patch_threshold: float):
+    "(B, V) bool: global similarity > tau, or best patch > tau_patch; an image with none keeps its best global match."
+    cand = (g > global_threshold) | (p > patch_threshold)
+    cand[torch.arange(len(cand)), g.argmax(1)] |= ~cand.any(1)   # never an empty list
+    return cand
+
 @torch.no_grad()
 def propose_candidates(clip,                        # a `ClipBackbone`
                        images: torch.Tensor,        # (B, 3, H, W) in [0, 1]
@@ -33,14 +53,39 @@ def propose_candidates(clip,                        # a `ClipBackbone`
                        global_threshold: float=0.25,  # A.3 tau
                        patch_threshold: float=0.3):   # A.3 tau_patch (not given in the paper)
     "(B, V) boolean candidate matrix: global similarity > tau, or any patch similarity > tau_patch."
-    glob, patches = clip.encode_image(clip.preprocess(images))
-    text = text_embeddings.to(glob.dtype)
-    g = glob @ text.T                                   # (B, V) cosine similarities
-    p = (patches @ text.T).amax(dim=1)                  # (B, V) best patch per class
-    cand = (g > global_threshold) | (p > patch_threshold)
-    best = g.argmax(1)
-    cand[torch.arange(len(cand)), best] |= ~cand.any(1)  # never an empty list
-    return cand
+    return candidates_from_similarities(*proposal_similarities(clip, images, text_embeddings), global_threshold, patch_threshold)
+
+# %% ../nbs/10_pipeline.ipynb #df5e11bf
+def calibrate_proposals(global_sims: torch.Tensor, # (N, V) from `proposal_similarities` on labelled calibration images
+                        patch_sims: torch.Tensor,  # (N, V) best-patch similarities of the same images
+                        present: torch.Tensor,     # (N, V) bool: the classes each image shows
+                        min_recall: float=0.9,     # the share of present classes the candidates must keep
+                        step: float=0.005):        # spacing of the threshold grid
+    "{global_threshold, patch_threshold, recall, precision, candidates_per_image}: the grid pair with the best precision at recall >= `min_recall`."
+    for name, t in (("global_sims", global_sims), ("patch_sims", patch_sims), ("present", present)):
+        if not isinstance(t, torch.Tensor) or t.ndim != 2: raise TypeError(f"`{name}` must be an (N, V) tensor, got {type(t).__name__}")
+        if t.shape != global_sims.shape: raise ValueError(f"`{name}` must have the shape of `global_sims` {tuple(global_sims.shape)}, got {tuple(t.shape)}")
+    if present.dtype != torch.bool: raise TypeError(f"`present` must be a bool tensor, got {present.dtype}")
+    if not present.any(): raise ValueError("`present` marks no class in any image: nothing to calibrate recall on")
+    check_float("min_recall", min_recall, 0.0, 1.0); check_float("step", step, 1e-4, 1.0)
+    g, p = global_sims.double(), patch_sims.double()
+    grid = lambda x: torch.arange(float(x.min()) - step, float(x.max()) + step, step, dtype=torch.float64)
+    tg, tp = grid(g), grid(p)   # the top of each grid admits nothing: a threshold off
+    n_present, best = int(present.sum()), None
+    for a in tg.tolist():       # every patch threshold at once, one global threshold at a time
+        cand = (g > a)[None] | (p[None] > tp[:, None, None])                       # (T, N, V)
+        empty = ~cand.any(-1)                                                       # (T, N): keep the best global match
+        cand[:, torch.arange(len(g)), g.argmax(1)] |= empty
+        hits, kept = (cand & present).sum((1, 2)).double(), cand.sum((1, 2)).double()
+        ok = hits >= min_recall * n_present - 1e-9
+        if not ok.any(): continue
+        prec = torch.where(ok, hits / kept, torch.tensor(-1.0, dtype=torch.float64))
+        i = int(torch.argmax(prec - 1e-12 * kept))                                  # ties: fewer candidates
+        row = (float(prec[i]), -int(kept[i]), a, float(tp[i]), int(hits[i]))
+        if best is None or row[:2] > best[:2]: best = row
+    precision, neg_kept, a, b, hits = best
+    return {"global_threshold": round(a, 6), "patch_threshold": round(b, 6), "recall": hits / n_present,
+            "precision": precision, "candidates_per_image": -neg_kept / len(g)}
 
 # %% ../nbs/10_pipeline.ipynb #1d0fb013
 BACKGROUND = -1   # label value of background pixels in `DiGSegOutput.labels`
@@ -100,18 +145,28 @@ class DiGSegPipeline(DiffusionPipeline):
                  vocabulary: list|None=None,           # default candidate vocabulary (A.3)
                  prompt_template: str=PROMPT_TEMPLATE,
                  processing_resolution: int|None=None, # working long side (None: the U-Net's sample size in pixels)
-                 mask_decoder: MaskDecoder|None=None):  # decodes masks instead of the VAE decoder (None: the VAE, as in the paper)
+                 mask_decoder: MaskDecoder|None=None,   # decodes masks instead of the VAE decoder (None: the VAE, as in the paper)
+                 proposal_thresholds: list|None=None):  # (tau, tau_patch) calibrated for this CLIP (None: A.3's 0.25, 0.3)
         super().__init__()
         _check_components(vae, unet, clip, text_projection)
         _check_mask_decoder(mask_decoder, vae)
         if processing_resolution is not None: check_int("processing_resolution", processing_resolution, 0)
+        if proposal_thresholds is not None:
+            if not isinstance(proposal_thresholds, (list, tuple)) or len(proposal_thresholds) != 2:
+                raise TypeError(f"`proposal_thresholds` must be a pair (tau, tau_patch) or None, got {proposal_thresholds!r}")
+            proposal_thresholds = [check_float(f"proposal_thresholds[{i}]", t, -1.0, 1.0) for i, t in enumerate(proposal_thresholds)]
         self.register_modules(vae=vae, unet=unet, clip=clip, text_projection=text_projection, scheduler=scheduler,
                               mask_decoder=mask_decoder)
         for m in (vae, unet, clip, text_projection, mask_decoder):
             if m is not None: m.eval()                          # inference numerics, as from_pretrained gives
         self.register_to_config(vocabulary=list(vocabulary) if vocabulary else None, prompt_template=prompt_template,
-                                processing_resolution=processing_resolution)
+                                processing_resolution=processing_resolution, proposal_thresholds=proposal_thresholds)
         self.text_cache = TextEmbeddingCache()
+    @property
+    def proposal_thresholds(self):
+        "(tau, tau_patch) of A.3's candidates: the config's pair (calibrated for this CLIP), else the paper's."
+        t = self.config.get("proposal_thresholds")
+        return tuple(t) if t is not None else PAPER_PROPOSAL_THRESHOLDS
     @property
     def default_processing_resolution(self):
         "The working long side: the config's `processing_resolution`, else the U-Net's sample size in pixels."
@@ -161,14 +216,15 @@ def assemble_pipeline(unet, vae, clip,           # a text-to-image U-Net (4 chan
                       scheduler_config: dict|None=None, # the generator's scheduler config (default SD2's)
                       vocabulary: list|None=None,
                       residual_projection: bool=False, # identity-initialised projection (needs equal widths)
-                      processing_resolution: int|None=None): # working long side (None: the U-Net's sample size in pixels)
+                      processing_resolution: int|None=None, # working long side (None: the U-Net's sample size in pixels)
+                      proposal_thresholds: list|None=None):  # A.3's (tau, tau_patch) calibrated for `clip` (None: the paper's)
     "Turn a pretrained text-to-image generator into an untrained DiGSeg pipeline (§3.3: conv_in 4 -> 8)."
     sc = {k: v for k, v in (scheduler_config or SD2_SCHEDULER_CONFIG).items() if not k.startswith("_")}
     sc.pop("timestep_spacing", None)
     proj = TextProjection(in_dim=clip.width, out_dim=unet.config.cross_attention_dim, residual_init=residual_projection)
     return DiGSegPipeline(vae=vae, unet=widen_conv_in(unet, 2*vae.config.latent_channels), clip=clip,
                           text_projection=proj, scheduler=make_sampler(**sc), vocabulary=vocabulary,
-                          processing_resolution=processing_resolution)
+                          processing_resolution=processing_resolution, proposal_thresholds=proposal_thresholds)
 
 def build_sd2_pipeline(sd2_path: str="stabilityai/stable-diffusion-2", # SD2 diffusers folder (or cached hub id)
                        clip_weights: str|None=None,   # open_clip checkpoint file of CLIP ViT-L/14
@@ -247,8 +303,8 @@ def load_for_inference(path,                     # a saved pipeline folder (or a
 # %% ../nbs/10_pipeline.ipynb #5eb701d9
 @patch
 def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_spacing, ensemble_size,
-                 threshold, background_threshold, batch_size, generator, global_threshold=0.25,
-                 patch_threshold=0.3, processing_resolution=None):
+                 threshold, background_threshold, batch_size, generator, global_threshold=None,
+                 patch_threshold=None, processing_resolution=None):
     "Validate every argument of `__call__` before any work starts."
     if classes is None and not self.config.vocabulary:
         raise ValueError("`classes` is None and the pipeline has no `vocabulary` to propose candidates from: pass classes=[...]")
@@ -257,7 +313,8 @@ def check_inputs(self: DiGSegPipeline, classes, num_inference_steps, timestep_sp
     check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
     check_int("ensemble_size", ensemble_size, 1)
     check_float("threshold", threshold, 0.0, 1.0); check_float("background_threshold", background_threshold, 0.0, 1.0)
-    check_float("global_threshold", global_threshold, -1.0, 1.0); check_float("patch_threshold", patch_threshold, -1.0, 1.0)
+    for name, t in (("global_threshold", global_threshold), ("patch_threshold", patch_threshold)):
+        if t is not None: check_float(name, t, -1.0, 1.0)
     check_int("batch_size", batch_size, 1)
     if processing_resolution is not None: check_int("processing_resolution", processing_resolution, 0)
     gens = generator if isinstance(generator, (list, tuple)) else [generator]
@@ -281,9 +338,12 @@ def vocabulary_embeddings(self: DiGSegPipeline, names: list): # class names, in 
 def propose(self: DiGSegPipeline,
             image,                        # PIL / numpy / tensor in [0, 1] / path, or a list of them
             names: list|None=None,        # classes to choose from (None: the vocabulary)
-            global_threshold: float=0.25, # A.3 tau
-            patch_threshold: float=0.3):  # A.3 tau_patch
+            global_threshold: float|None=None, # A.3 tau (None: the pipeline's `proposal_thresholds`)
+            patch_threshold: float|None=None):  # A.3 tau_patch (None: likewise)
     "(B, K) bool: A.3's candidate classes among `names` for each image, from CLIP's global and patch embeddings."
+    tau, tau_patch = self.proposal_thresholds
+    global_threshold = tau if global_threshold is None else global_threshold
+    patch_threshold = tau_patch if patch_threshold is None else patch_threshold
     names = list(self.config.vocabulary) if names is None else list(names)
     if not names: raise ValueError("`names` is empty and the pipeline has no `vocabulary` to propose from")
     x = (image_to_tensor(image) + 1)/2
@@ -312,7 +372,7 @@ def first_occurrence(names: list): # class names, possibly repeated
 def candidate_pairs(self: DiGSegPipeline,
                     x: torch.Tensor,                   # (B, 3, h, w) images in [-1, 1] from `prepare_image`
                     classes: list|str|None,            # the classes to segment; None: propose from the vocabulary (A.3)
-                    global_threshold: float=0.25, patch_threshold: float=0.3):
+                    global_threshold: float|None=None, patch_threshold: float|None=None): # None: `proposal_thresholds`
     "(class names, candidates (B, K) bool, the (image, class) index pairs to denoise): a name given twice is denoised once."
     names = [classes] if isinstance(classes, str) else list(classes) if classes is not None else list(self.config.vocabulary)
     if classes is not None: candidates = torch.ones(len(x), len(names), dtype=torch.bool)
@@ -356,8 +416,8 @@ def __call__(self: DiGSegPipeline,
           background_threshold: float|None=None, # tau_bg of A.3 (default: tau, so labels agree with masks)
           generator: torch.Generator|list|None=None, # seeds all noise; a list: one generator per image
           batch_size: int=64,                 # (pair x member) rows per U-Net call
-          global_threshold: float=0.25,       # A.3 candidate threshold
-          patch_threshold: float=0.3,         # A.3 patch threshold
+          global_threshold: float|None=None,  # A.3 candidate threshold (None: the pipeline's `proposal_thresholds`)
+          patch_threshold: float|None=None,   # A.3 patch threshold (None: likewise)
           processing_resolution: int|None=None, # working long side (None: the pipeline's default; 0: the input's size)
           return_maps: bool|None=None):       # per-class maps in the output (None: when `classes` is given, not for a vocabulary)
     "Segment `image` with text prompts; see `DiGSegOutput`."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10a_prior.ipynb #2c876556
 from __future__ import annotations
-import hashlib, os, shutil
+import hashlib, json, os, shutil
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -23,10 +23,11 @@ from .train import Trainer, TrainConfig
 from .pipeline import assemble_pipeline
 
 # %% auto #0
-__all__ = ['VAE_LOSSES', 'FOUNDATION_STAGES', 'PRETRAINED_ENV', 'PriorSamples', 'VAEPretraining', 'set_latent_scale',
-           'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig', 'unet_variant_name',
-           'train_stage', 'foundation_paths', 'pretrain_foundation', 'shipped_models', 'load_prior',
-           'prior_fingerprint', 'build_mini_pipeline']
+__all__ = ['VAE_LOSSES', 'PROPOSALS_FILE', 'FOUNDATION_STAGES', 'PRETRAINED_ENV', 'PriorSamples', 'VAEPretraining',
+           'set_latent_scale', 'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig',
+           'unet_variant_name', 'train_stage', 'calibrate_mini_proposals', 'mini_proposal_thresholds',
+           'foundation_paths', 'pretrain_foundation', 'shipped_models', 'load_prior', 'prior_fingerprint',
+           'build_mini_pipeline']
 
 # %% ../nbs/10a_prior.ipynb #6cf5f615
 class PriorSamples(Dataset):
@@ -143,6 +144,8 @@ class PriorConfig:
     unet_lr: float = 5e-4
     caption_dropout: float = 0.1      # share of empty captions in the U-Net stage (SD's 10 %, for guidance)
     unet_variants: tuple = (4521, 9260) # steps at which the U-Net is also kept, as diffusers variants `step04521`...
+    proposal_images: int = 400        # training-world images A.3's thresholds are calibrated on for the mini CLIP
+    proposal_recall: float = 0.9      # the recall of present classes the calibrated candidates keep
     checkpoint_every: int|None = 250  # steps between checkpoints of a stage (None: a quarter of the stage)
     def __post_init__(self):
         v = tuple(self.unet_variants)
@@ -187,6 +190,39 @@ def _publish(model, final: Path, also: tuple=()): # `also`: files copied into th
     shutil.rmtree(final, ignore_errors=True); tmp.rename(final)
 
 
+# %% ../nbs/10a_prior.ipynb #4254d604
+PROPOSALS_FILE = "proposal_thresholds.json"   # beside the mini CLIP's weights: A.3's thresholds calibrated for it
+
+@torch.no_grad()
+def calibrate_mini_proposals(out: str|Path="pretrained", # holds mini-clip/
+                             images: int=400,           # training-world images calibrated on
+                             min_recall: float=0.9,     # recall of the present classes to keep
+                             seed: int=0):              # the training world's seed
+    "Calibrate A.3's (tau, tau_patch) for the mini CLIP in `out`; write `mini-clip/proposal_thresholds.json` and return it."
+    from digseg.data import world_class_names
+    from digseg.text import format_prompts
+    from digseg.pipeline import proposal_similarities, calibrate_proposals
+    folder = Path(out)/"mini-clip"
+    clip, names = ClipBackbone.from_open_clip("custom", folder), world_class_names()[1:]   # no background prompt
+    world = MiniWorld("train", size=images, seed=seed)
+    text = clip.encode_text(clip.tokenize(format_prompts(names, PROMPT_TEMPLATE)))[1]   # as the pipeline prompts
+    sims, present = [], []
+    for start in range(0, images, 64):
+        items = [world[i] for i in range(start, min(images, start + 64))]
+        sims.append(proposal_similarities(clip, torch.stack([it["image"] for it in items]), text))
+        present += [[f"a {n}" in it["caption"] for n in names] for it in items]   # the caption names what is visible
+    g, p = (torch.cat(s) for s in zip(*sims))
+    rec = {**calibrate_proposals(g, p, torch.tensor(present), min_recall),
+           "min_recall": min_recall, "images": images, "split": "train", "world_seed": seed}
+    (folder/PROPOSALS_FILE).write_text(json.dumps(rec, indent=1) + "\n")
+    return rec
+
+def mini_proposal_thresholds(path: str|Path|None=None): # a folder holding mini-clip/ (default: `shipped_models()`)
+    "[tau, tau_patch] calibrated for the mini CLIP in `path`, or None where it has none (the pipeline then uses A.3's)."
+    f = (Path(path) if path is not None else shipped_models())/"mini-clip"/PROPOSALS_FILE
+    if not f.is_file(): return None
+    d = json.loads(f.read_text()); return [d["global_threshold"], d["patch_threshold"]]
+
 # %% ../nbs/10a_prior.ipynb #3b725937
 FOUNDATION_STAGES = ("vae", "clip", "unet")
 
@@ -223,6 +259,8 @@ def pretrain_foundation(cfg: PriorConfig,                 # budget and hyperpara
         clip.requires_grad_(False); clip.eval()
         tmp = paths["clip"].with_name("mini-clip.tmp"); shutil.rmtree(tmp, ignore_errors=True)
         clip.save_open_clip(tmp); shutil.copy(run/"log.jsonl", tmp/"train_log.jsonl"); tmp.rename(paths["clip"]); shutil.rmtree(run)
+    if "clip" in stages and not (paths["clip"]/PROPOSALS_FILE).is_file():
+        calibrate_mini_proposals(out, cfg.proposal_images, cfg.proposal_recall, cfg.seed)
     if "unet" in stages and not paths["unet"].is_dir():
         from diffusers import AutoencoderKL, DDIMScheduler
         for s in ("vae", "clip"):
@@ -272,6 +310,7 @@ def prior_fingerprint(path: str|Path|None=None): # as in `load_prior`
     "A short hash of the foundation models' weight files: models fine-tuned from other weights are other models."
     root = Path(path) if path is not None else shipped_models()
     files = sorted((root/"mini-sd").rglob("*.safetensors")) + sorted((root/"mini-clip").rglob("*.safetensors"))
+    files += sorted((root/"mini-clip").glob(PROPOSALS_FILE))   # other thresholds propose other classes
     stamp = tuple((f.as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if stamp not in _FINGERPRINTS:   # read each file once per process, not once per training config
         h = hashlib.sha256()
@@ -287,5 +326,6 @@ def build_mini_pipeline(prior: str|Path|None=None, # the foundation models' fold
     unet, vae, clip = load_prior(prior, from_scratch_unet=from_scratch, unet_variant=unet_variant, seed=seed)
     # The mini U-Net was pretrained on this very CLIP's token states, so the projection starts as the
     # identity (A.2's MLP is new in the paper because SD2's text encoder differs from ViT-L/14).
-    return assemble_pipeline(unet, vae, clip, vocabulary=vocabulary, residual_projection=True)
+    return assemble_pipeline(unet, vae, clip, vocabulary=vocabulary, residual_projection=True,
+                             proposal_thresholds=mini_proposal_thresholds(prior))
 
