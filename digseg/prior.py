@@ -13,14 +13,14 @@ from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from .config import check_choice
-from .data import MiniWorld, SHAPES
+from .data import MiniWorld, SHAPES, world_class_names
 from .models import build_unet, build_vae, load_sd2
 from .components import MINI_CLIP_CONFIG
-from .text import ClipBackbone, PROMPT_TEMPLATE
+from .text import ClipBackbone, PROMPT_TEMPLATE, format_prompts
 from .latents import mask_to_tensor, encode_image
 from .sampler import make_train_scheduler, add_noise, training_target, sample_timesteps
 from .train import Trainer, TrainConfig
-from .pipeline import assemble_pipeline
+from .pipeline import assemble_pipeline, proposal_similarities, calibrate_proposals
 
 # %% auto #0
 __all__ = ['VAE_LOSSES', 'PROPOSALS_FILE', 'FOUNDATION_STAGES', 'PRETRAINED_ENV', 'PriorSamples', 'VAEPretraining',
@@ -199,9 +199,6 @@ def calibrate_mini_proposals(out: str|Path="pretrained", # holds mini-clip/
                              min_recall: float=0.9,     # recall of the present classes to keep
                              seed: int=0):              # the training world's seed
     "Calibrate A.3's (tau, tau_patch) for the mini CLIP in `out`; write `mini-clip/proposal_thresholds.json` and return it."
-    from digseg.data import world_class_names
-    from digseg.text import format_prompts
-    from digseg.pipeline import proposal_similarities, calibrate_proposals
     folder = Path(out)/"mini-clip"
     clip, names = ClipBackbone.from_open_clip("custom", folder), world_class_names()[1:]   # no background prompt
     world = MiniWorld("train", size=images, seed=seed)
