@@ -37,8 +37,7 @@ release: install
 # that computes the verdicts) replaces the line `<!-- claims.md -->` of the front page.
 readme: install
 	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level ERROR nbs/index.ipynb > README.md
-	$(BIN)/python -c "import pathlib as p; r, c = p.Path('README.md'), p.Path('benchmarks/results/reproduce_mini/claims.md'); \
-	  r.write_text(r.read_text().replace('<!-- claims.md -->', c.read_text().strip() if c.exists() else '(no claims table yet)'))"
+	$(BIN)/python -c "from digseg.report import insert_claims; insert_claims('README.md', 'benchmarks/results/reproduce_mini/claims.md')"
 
 # CI fails if the exported module, the cleaned notebooks or the README differ from what is committed.
 check-sync: install

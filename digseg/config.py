@@ -59,8 +59,9 @@ def check_tensor(name: str,              # argument name, used in the message
                  ndim: int|tuple|None=None, # allowed rank(s)
                  channels: int|None=None,   # required size of dim 1 (for rank >= 3)
                  floating: bool=False,      # require a floating dtype
-                 finite: bool=True):        # refuse NaN / inf
-    "Return `x` if it is a torch tensor of the expected rank, channels and dtype; raise a clear error otherwise."
+                 finite: bool=True,         # refuse NaN / inf
+                 value_range: tuple|None=None): # (low, high) every value must lie in, e.g. (0, 1) for images
+    "Return `x` if it is a torch tensor of the expected rank, channels, dtype and range; raise a clear error otherwise."
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}")
     if ndim is not None:
@@ -73,6 +74,10 @@ def check_tensor(name: str,              # argument name, used in the message
         raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {x.dtype}")
     if finite and x.is_floating_point() and not x.is_meta and not torch.isfinite(x).all():   # meta tensors hold no values
         raise ValueError(f"`{name}` contains NaN or infinite values")
+    if value_range is not None and x.numel() and not x.is_meta:   # a meta tensor (FLOP counting) has shapes only
+        lo, hi = value_range
+        if x.min() < lo or x.max() > hi:
+            raise ValueError(f"`{name}` must be in [{lo:g}, {hi:g}], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
     return x
 
 # %% ../nbs/00_config.ipynb #d9da1559

@@ -275,8 +275,7 @@ def _clip_forward(self: DEDOSModel, images: Tensor, q: Tensor|None):
 # %% ../nbs/12_dedos.ipynb #4f63f736
 def _check_model_inputs(images, labels, class_names):
     "Validate a DEDOS call before any work."
-    check_tensor("images", images, ndim=4, channels=3, floating=True)
-    if not images.is_meta and (images.min() < 0 or images.max() > 1): raise ValueError("`images` must be in [0, 1]")
+    check_tensor("images", images, ndim=4, channels=3, floating=True, value_range=(0, 1))
     if labels is not None:
         check_tensor("labels", labels, ndim=3)
         if labels.is_floating_point(): raise TypeError(f"`labels` must be an integer tensor, got {labels.dtype}")

@@ -14,10 +14,11 @@ from .experiments import EXPERIMENTS, Experiment, experiment_models
 
 
 # %% auto #0
-__all__ = ['VERDICTS', 'PROFILE_NOTE', 'QUICK_EXPERIMENTS', 'experiment_notebook', 'fingerprint', 'read_status', 'is_complete',
-           'run_experiment', 'benchmark_runs', 'efficiency_section', 'mask_decoder_section', 'claim_stats', 'verdict',
-           'ClaimSpec', 'load_claims', 'row_values', 'judge_claim', 'claims_section', 'build_report', 'publish_report',
-           'available_experiments', 'default_jobs', 'reproduce']
+__all__ = ['VERDICTS', 'PROFILE_NOTE', 'CLAIMS_MARKER', 'QUICK_EXPERIMENTS', 'experiment_notebook', 'fingerprint', 'read_status',
+           'is_complete', 'run_experiment', 'benchmark_runs', 'efficiency_section', 'mask_decoder_section',
+           'claim_stats', 'verdict', 'check_rule', 'ClaimSpec', 'load_claims', 'row_values', 'judge_claim',
+           'claims_section', 'build_report', 'publish_report', 'insert_claims', 'available_experiments', 'default_jobs',
+           'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
 def experiment_notebook(name: str): return project_root()/"nbs"/"experiments"/f"{name}.ipynb"
@@ -149,10 +150,14 @@ def verdict(a, b,                     # per-seed numbers of the setting the pape
             tolerance: float|None=None, # for 'equal': the largest difference that still counts as equal
             paired: bool=False):      # both settings share their seeds (seed k of a and of b)
     "'reproduced', 'contradicted' or 'inconclusive' for a claim about two settings, from per-seed numbers (2 standard errors)."
+    check_rule(direction, tolerance)
+    return _decide(*claim_stats(a, b, paired)[:2], direction, tolerance)
+
+def check_rule(direction: str, tolerance: float|None):
+    "Refuse a claim's rule that `verdict` cannot apply: an unknown direction, or a tolerance without 'equal' (or 'equal' without one)."
     check_choice("direction", direction, ("greater", "less", "equal"))
     if (direction == "equal") != (tolerance is not None): raise ValueError("`tolerance` goes with direction 'equal', and only with it")
     if tolerance is not None and not tolerance > 0: raise ValueError(f"`tolerance` must be > 0, got {tolerance}")
-    return _decide(*claim_stats(a, b, paired)[:2], direction, tolerance)
 
 def _decide(diff, se, direction, tolerance): # a difference a - b and its standard error (nan: too few numbers)
     import math
@@ -194,7 +199,7 @@ class ClaimSpec:
         for k in ("a", "b"):
             if not isinstance(getattr(c, k), dict) or set(getattr(c, k)) != {"item", "metric"}:
                 raise ValueError(f"claim {c.id!r}: `{k}` must be {{item: ..., metric: ...}}, got {getattr(c, k)!r}")
-        verdict([0, 0], [0, 0], c.direction, c.tolerance)   # the direction and tolerance checked once, here
+        check_rule(c.direction, c.tolerance)
         return c
 
 def load_claims(profile: str="mini", path: Path|None=None): # default configs/<profile>/claims.yaml
@@ -358,6 +363,18 @@ def publish_report(root: Path,   # a runs folder (`runs/<profile>`, or `--out`)
             for g in (root/n/f, (root/n/f).with_suffix(".json")):
                 if g.exists(): (dest/n/g.relative_to(root/n)).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(g, dest/n/g.relative_to(root/n))
     return dest
+
+# %% ../nbs/21_report.ipynb #009a6330
+CLAIMS_MARKER = "<!-- claims.md -->"   # the front page's line that the committed claims table replaces
+
+def insert_claims(readme: str|Path="README.md", # the README rendered from nbs/index.ipynb
+                  claims: str|Path="benchmarks/results/reproduce_mini/claims.md"): # the committed report's table
+    "Replace `readme`'s claims marker with the claims table (a placeholder when none is committed yet); return the path."
+    r, c = Path(readme), Path(claims)
+    text = r.read_text()
+    if CLAIMS_MARKER not in text: raise ValueError(f"`readme`: {r} has no line {CLAIMS_MARKER!r} for the claims table")
+    r.write_text(text.replace(CLAIMS_MARKER, c.read_text().strip() if c.exists() else "(no claims table yet)"))
+    return r
 
 # %% ../nbs/21_report.ipynb #65278afa
 def available_experiments():

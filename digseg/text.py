@@ -144,8 +144,7 @@ def encode_image(self: ClipBackbone, images: Tensor): # (B, 3, H, W) already res
 @patch
 def preprocess(self: ClipBackbone, images: Tensor): # (B, 3, H, W) in [0, 1]
     "Resize `images` (in [0, 1]) to the image tower's size and normalise them with CLIP's mean/std."
-    check_tensor("images", images, ndim=4, channels=3, floating=True)
-    if not images.is_meta and (images.min() < 0 or images.max() > 1): raise ValueError("`images` must be in [0, 1]")
+    check_tensor("images", images, ndim=4, channels=3, floating=True, value_range=(0, 1))
     cfg = getattr(self.model.visual, "preprocess_cfg", None) or {}
     mean = torch.tensor(cfg.get("mean", OPENAI_DATASET_MEAN), device=images.device, dtype=images.dtype)
     std = torch.tensor(cfg.get("std", OPENAI_DATASET_STD), device=images.device, dtype=images.dtype)
