@@ -94,17 +94,10 @@ def clip_zero_shot(clip, n_per_class: int):
 @torch.no_grad()
 def candidate_quality(clip, n_images: int, thresholds):
     "Recall and precision of A.3's proposals at `thresholds` (tau, tau_patch) and at the paper's, pooled over images."
-    from digseg.data import MiniWorld, world_class_names
-    from digseg.text import format_prompts, PROMPT_TEMPLATE
-    from digseg.pipeline import proposal_similarities, candidates_from_similarities, PAPER_PROPOSAL_THRESHOLDS
-    names, world = world_class_names(), MiniWorld("val", size=n_images, seed=HELD_OUT_SEED)
-    text = clip.encode_text(clip.tokenize(format_prompts(names[1:], PROMPT_TEMPLATE)))[1]   # as the pipeline prompts
-    sims, truth = [], []
-    for start in range(0, n_images, 64):
-        items = [world[i] for i in range(start, min(n_images, start + 64))]
-        sims.append(proposal_similarities(clip, torch.stack([it["image"] for it in items]), text))
-        truth += [[f"a {n}" in it["caption"] for n in names[1:]] for it in items]   # the caption lists the visible objects
-    (g, p), truth = (torch.cat(s) for s in zip(*sims)), torch.tensor(truth)
+    from digseg.data import MiniWorld
+    from digseg.pipeline import candidates_from_similarities, PAPER_PROPOSAL_THRESHOLDS
+    from digseg.prior import world_proposal_scores
+    g, p, truth = world_proposal_scores(clip, MiniWorld("val", size=n_images, seed=HELD_OUT_SEED))
     def score(t):
         cand = candidates_from_similarities(g, p, *t)
         hit, proposed, present = int((cand & truth).sum()), int(cand.sum()), int(truth.sum())

@@ -25,9 +25,9 @@ from .pipeline import assemble_pipeline, proposal_similarities, calibrate_propos
 # %% auto #0
 __all__ = ['VAE_LOSSES', 'PROPOSALS_FILE', 'FOUNDATION_STAGES', 'PRETRAINED_ENV', 'PriorSamples', 'VAEPretraining',
            'set_latent_scale', 'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig',
-           'unet_variant_name', 'train_stage', 'calibrate_mini_proposals', 'mini_proposal_thresholds',
-           'foundation_paths', 'pretrain_foundation', 'shipped_models', 'load_prior', 'prior_fingerprint',
-           'build_mini_pipeline']
+           'unet_variant_name', 'train_stage', 'world_proposal_scores', 'calibrate_mini_proposals',
+           'mini_proposal_thresholds', 'foundation_paths', 'pretrain_foundation', 'shipped_models', 'load_prior',
+           'prior_fingerprint', 'build_mini_pipeline']
 
 # %% ../nbs/10a_prior.ipynb #6cf5f615
 class PriorSamples(Dataset):
@@ -194,22 +194,29 @@ def _publish(model, final: Path, also: tuple=()): # `also`: files copied into th
 PROPOSALS_FILE = "proposal_thresholds.json"   # beside the mini CLIP's weights: A.3's thresholds calibrated for it
 
 @torch.no_grad()
+def world_proposal_scores(clip,           # a `ClipBackbone`
+                          world: MiniWorld, # its images, in order
+                          chunk: int=64):   # images per CLIP pass
+    "((N, V) global and (N, V) best-patch similarities to the world's object prompts, (N, V) bool: the classes each image shows)."
+    names = world_class_names()[1:]   # no background prompt
+    text = clip.encode_text(clip.tokenize(format_prompts(names, PROMPT_TEMPLATE)))[1]   # as the pipeline prompts
+    sims, present = [], []
+    for start in range(0, len(world), chunk):
+        items = [world[i] for i in range(start, min(len(world), start + chunk))]
+        sims.append(proposal_similarities(clip, torch.stack([it["image"] for it in items]), text))
+        present += [[f"a {n}" in it["caption"] for n in names] for it in items]   # the caption names what is visible
+    g, p = (torch.cat(s) for s in zip(*sims))
+    return g, p, torch.tensor(present, dtype=torch.bool)
+
+@torch.no_grad()
 def calibrate_mini_proposals(out: str|Path="pretrained", # holds mini-clip/
                              images: int=400,           # training-world images calibrated on
                              min_recall: float=0.9,     # recall of the present classes to keep
                              seed: int=0):              # the training world's seed
     "Calibrate A.3's (tau, tau_patch) for the mini CLIP in `out`; write `mini-clip/proposal_thresholds.json` and return it."
     folder = Path(out)/"mini-clip"
-    clip, names = ClipBackbone.from_open_clip("custom", folder), world_class_names()[1:]   # no background prompt
-    world = MiniWorld("train", size=images, seed=seed)
-    text = clip.encode_text(clip.tokenize(format_prompts(names, PROMPT_TEMPLATE)))[1]   # as the pipeline prompts
-    sims, present = [], []
-    for start in range(0, images, 64):
-        items = [world[i] for i in range(start, min(images, start + 64))]
-        sims.append(proposal_similarities(clip, torch.stack([it["image"] for it in items]), text))
-        present += [[f"a {n}" in it["caption"] for n in names] for it in items]   # the caption names what is visible
-    g, p = (torch.cat(s) for s in zip(*sims))
-    rec = {**calibrate_proposals(g, p, torch.tensor(present), min_recall),
+    g, p, present = world_proposal_scores(ClipBackbone.from_open_clip("custom", folder), MiniWorld("train", size=images, seed=seed))
+    rec = {**calibrate_proposals(g, p, present, min_recall),
            "min_recall": min_recall, "images": images, "split": "train", "world_seed": seed}
     (folder/PROPOSALS_FILE).write_text(json.dumps(rec, indent=1) + "\n")
     return rec
