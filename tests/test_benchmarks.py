@@ -232,3 +232,13 @@ def test_vocab_memory_compares_both_aggregations(tmp_path):
     rec, r = run("vocab_memory", tmp_path, "--quick")
     assert r["classes"] == 40 and r["same_labels"] is True
     assert r["maps"]["peak_mb"] >= 0 and r["running"]["peak_mb"] >= 0 and r["maps_floor_mb"] == round(40*128*128*9/2**20, 1)
+
+
+def test_fresh_clone_refuses_a_used_folder_and_names_a_failed_step(tmp_path):
+    "The timing script never measures into an existing clone, and a failing make step stops it with its log."
+    fc = importlib.import_module("fresh_clone")
+    (tmp_path/"used").mkdir()
+    with pytest.raises(SystemExit, match="exists"): fc.main(["--work", str(tmp_path/"used"), "--dest", str(tmp_path/"dest")])
+    assert not (tmp_path/"dest").exists()   # nothing published
+    with pytest.raises(SystemExit, match="see .*false.log"): fc.timed(["false"], tmp_path, tmp_path/"false.log")
+    assert fc.timed(["true"], tmp_path, tmp_path/"true.log") >= 0

@@ -1,0 +1,52 @@
+"""Time the README's main command on a fresh clone, and publish the report it writes (issue 24).
+
+    python benchmarks/fresh_clone.py                     # clone HEAD, make install, make reproduce, publish
+    python benchmarks/fresh_clone.py --work /tmp/repro   # where the clone goes (default: a temporary folder)
+
+Run it alone on the machine: its minutes are the ones the README states. The clone is of the committed
+HEAD, so uncommitted changes are not measured. On success it replaces the published report in
+`benchmarks/results/reproduce_mini/` (`digseg.report.publish_report`; the `quick/` report is measured
+separately and kept) and adds the clone's timings to its `reproduce.json`.
+"""
+import argparse, json, shutil, subprocess, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list, cwd: Path, log: Path):
+    "Run `cmd` in `cwd` with its output in `log`; return its wall seconds (stop on failure, naming the log)."
+    t = time.time()
+    with open(log, "w") as f:
+        if subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT).returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed in {cwd}: see {log}")
+    return time.time() - t
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default=None, help="folder for the clone (must not exist; default: a temporary folder)")
+    p.add_argument("--dest", default=str(ROOT/"benchmarks"/"results"/"reproduce_mini"), help="where the report is published")
+    args = p.parse_args(argv)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp())/"repro"
+    if work.exists(): raise SystemExit(f"--work: {work} exists; give a new folder")
+    t0 = time.time()
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
+    install = timed(["make", "install"], work, work.parent/"install.log")
+    reproduce = timed(["make", "reproduce"], work, work.parent/"reproduce.log")
+    total = time.time() - t0
+    from digseg.report import publish_report
+    dest = Path(args.dest)
+    for old in (dest.iterdir() if dest.is_dir() else []):   # an experiment that no longer exists leaves nothing behind
+        if old.name != "quick": shutil.rmtree(old) if old.is_dir() else old.unlink()
+    publish_report(work/"runs"/"mini", dest)
+    rec = json.loads((dest/"reproduce.json").read_text())
+    rec.update(fresh_clone_seconds=round(total), install_seconds=round(install), make_reproduce_seconds=round(reproduce),
+               command="git clone; make install; make reproduce (benchmarks/fresh_clone.py; 2 cores, nothing else running)")
+    (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"fresh clone: {total/60:.1f} min (install {install/60:.1f}, make reproduce {reproduce/60:.1f}); published {dest}")
+    print("then: state the minutes in nbs/index.ipynb's Results and run make readme (it inserts the claims table)")
+
+
+if __name__ == "__main__":
+    main()
