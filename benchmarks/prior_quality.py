@@ -316,7 +316,7 @@ def model_card(name: str, rec: dict, root: Path, config: dict):
     m = rec["machine"]
     lines = [f"# {name}", "", DESCRIPTION[name], "",
              "## Training", "",
-             f"- data: the mini world's `train` split, world seed {config['seed']}, {config['world_size']:,} scenes of 64 x 64 "
+             f"- data: the mini world's `{config.get('world_split', 'train')}` split, world seed {config['seed']}, {config['world_size']:,} scenes of 64 x 64 "
              "rendered on demand (`digseg.data.MiniWorld`)",
              "- command: `digseg pretrain --config configs/mini/prior.yaml` (resumable; the VAE and CLIP stages ran side by "
              "side, one thread each, the U-Net stage on two threads)"]

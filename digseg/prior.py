@@ -5,7 +5,7 @@
 # %% ../nbs/10a_prior.ipynb #2c876556
 from __future__ import annotations
 import hashlib, json, os, shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 import torch
@@ -13,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from .config import check_choice
-from .data import MiniWorld, SHAPES, world_class_names
+from .data import MiniWorld, SHAPES, SPLITS, world_class_names
 from .models import build_unet, build_vae, load_sd2
 from .components import MINI_CLIP_CONFIG
 from .text import ClipBackbone, PROMPT_TEMPLATE, format_prompts
@@ -129,7 +129,8 @@ class TextToImagePretraining(nn.Module):
 @dataclass
 class PriorConfig:
     "Budget and hyperparameters of the mini foundation models (defaults: the shipped ones, `configs/mini/prior.yaml`)."
-    world_size: int = 100_000  # items of the mini world's train split, rendered on demand
+    world_size: int = 100_000  # items of the mini world's `world_split`, rendered on demand
+    world_split: str = "train" # the split pretrained on: `pretrain` shows every composition and background
     seed: int = 0
     vae_steps: int = 2500
     vae_batch: int = 8
@@ -139,6 +140,7 @@ class PriorConfig:
     clip_batch: int = 64
     clip_lr: float = 1e-3
     clip_hard_negatives: bool = True  # shape-swapped captions as extra texts to reject (`ClipPretraining`)
+    clip_vision: dict = field(default_factory=dict) # changes to `MINI_CLIP_CONFIG`'s vision tower, e.g. {patch_size: 4}
     unet_steps: int = 16_000
     unet_batch: int = 32
     unet_lr: float = 5e-4
@@ -148,10 +150,18 @@ class PriorConfig:
     proposal_recall: float = 0.9      # the recall of present classes the calibrated candidates keep
     checkpoint_every: int|None = 250  # steps between checkpoints of a stage (None: a quarter of the stage)
     def __post_init__(self):
+        check_choice("world_split", self.world_split, tuple(SPLITS))
+        if not isinstance(self.clip_vision, dict): raise TypeError(f"`clip_vision` must be a mapping of vision_cfg fields, got {self.clip_vision!r}")
+        if bad := sorted(set(self.clip_vision) - set(MINI_CLIP_CONFIG["vision_cfg"])):
+            raise ValueError(f"`clip_vision`: unknown vision_cfg field(s) {bad}; known: {sorted(MINI_CLIP_CONFIG['vision_cfg'])}")
         v = tuple(self.unet_variants)
         if any(not isinstance(s, int) or not 0 < s < self.unet_steps for s in v) or len(set(v)) != len(v):
             raise ValueError(f"`unet_variants` must be distinct steps in (0, unet_steps={self.unet_steps}), got {list(v)}")
         self.unet_variants = tuple(sorted(v))
+    @property
+    def clip_config(self):
+        "The mini CLIP's open_clip config: `MINI_CLIP_CONFIG` with `clip_vision` applied."
+        return {**MINI_CLIP_CONFIG, "vision_cfg": {**MINI_CLIP_CONFIG["vision_cfg"], **self.clip_vision}}
     @classmethod
     def from_yaml(cls, path): # a YAML file of PriorConfig fields
         "Read a config file, refusing unknown keys (a typo must not fall back to a default silently)."
@@ -212,12 +222,13 @@ def world_proposal_scores(clip,           # a `ClipBackbone`
 def calibrate_mini_proposals(out: str|Path="pretrained", # holds mini-clip/
                              images: int=400,           # training-world images calibrated on
                              min_recall: float=0.9,     # recall of the present classes to keep
-                             seed: int=0):              # the training world's seed
+                             seed: int=0,               # the training world's seed
+                             split: str="train"):       # the split the CLIP was pretrained on
     "Calibrate A.3's (tau, tau_patch) for the mini CLIP in `out`; write `mini-clip/proposal_thresholds.json` and return it."
     folder = Path(out)/"mini-clip"
-    g, p, present = world_proposal_scores(ClipBackbone.from_open_clip("custom", folder), MiniWorld("train", size=images, seed=seed))
+    g, p, present = world_proposal_scores(ClipBackbone.from_open_clip("custom", folder), MiniWorld(split, size=images, seed=seed))
     rec = {**calibrate_proposals(g, p, present, min_recall),
-           "min_recall": min_recall, "images": images, "split": "train", "world_seed": seed}
+           "min_recall": min_recall, "images": images, "split": split, "world_seed": seed}
     (folder/PROPOSALS_FILE).write_text(json.dumps(rec, indent=1) + "\n")
     return rec
 
@@ -248,7 +259,7 @@ def pretrain_foundation(cfg: PriorConfig,                 # budget and hyperpara
     bad = [s for s in stages if s not in FOUNDATION_STAGES]
     if bad or not stages: raise ValueError(f"`stages` must name some of {FOUNDATION_STAGES}, got {list(stages)}")
     paths = foundation_paths(out); runs, every = paths["runs"], cfg.checkpoint_every
-    data = PriorSamples(MiniWorld("train", size=cfg.world_size, seed=cfg.seed), seed=cfg.seed)
+    data = PriorSamples(MiniWorld(cfg.world_split, size=cfg.world_size, seed=cfg.seed), seed=cfg.seed)
     log_every = lambda steps: max(1, min(20, steps//50))
     if "vae" in stages and not paths["vae"].is_dir():
         vae = build_vae("mini", seed=cfg.seed)
@@ -257,14 +268,14 @@ def pretrain_foundation(cfg: PriorConfig,                 # budget and hyperpara
         vae.eval(); set_latent_scale(vae, torch.stack([data[i]["image"] for i in range(min(256, len(data)))]))
         _publish(vae, paths["vae"]); _finish(run, paths["logs"]/"vae.jsonl")
     if "clip" in stages and not paths["clip"].is_dir():
-        clip = ClipBackbone(**MINI_CLIP_CONFIG)
+        clip = ClipBackbone(**cfg.clip_config)
         run = train_stage(ClipPretraining(clip, cfg.clip_hard_negatives), data, runs/"clip", cfg.clip_steps, cfg.clip_batch,
                           cfg.clip_lr, cfg.seed, every, keep=1, log_every=log_every(cfg.clip_steps))
         clip.requires_grad_(False); clip.eval()
         tmp = paths["clip"].with_name("mini-clip.tmp"); shutil.rmtree(tmp, ignore_errors=True)
         clip.save_open_clip(tmp); shutil.copy(run/"log.jsonl", tmp/"train_log.jsonl"); tmp.rename(paths["clip"]); shutil.rmtree(run)
     if "clip" in stages and not (paths["clip"]/PROPOSALS_FILE).is_file():
-        calibrate_mini_proposals(out, cfg.proposal_images, cfg.proposal_recall, cfg.seed)
+        calibrate_mini_proposals(out, cfg.proposal_images, cfg.proposal_recall, cfg.seed, cfg.world_split)
     if "unet" in stages and not paths["unet"].is_dir():
         from diffusers import AutoencoderKL, DDIMScheduler
         for s in ("vae", "clip"):
