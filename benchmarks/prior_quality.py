@@ -78,8 +78,8 @@ def colour_shape(names: list, ids: torch.Tensor):
 
 @torch.no_grad()
 def clip_zero_shot(clip, n_per_class: int):
-    "Top-1 over the 24 class prompts, and colour / shape accuracy of the predicted class."
-    from digseg.data import world_class_names
+    "Top-1 over the 24 class prompts (also over the seen and the unseen compositions), and colour / shape accuracy of the predicted class."
+    from digseg.data import world_class_names, UNSEEN_COMPOSITIONS
     from digseg.text import format_prompts
     names = world_class_names()
     images, ids = single_object_images(n_per_class)
@@ -87,8 +87,11 @@ def clip_zero_shot(clip, n_per_class: int):
     glob = torch.cat([clip.encode_image(clip.preprocess(b))[0] for b in images.split(64)])
     pred = (glob @ text.T).argmax(1) + 1
     (pc, ps), (tc, ts) = colour_shape(names, pred), colour_shape(names, ids)
-    return {"top1": float((pred == ids).float().mean()), "colour": float((pc == tc).float().mean()),
-            "shape": float((ps == ts).float().mean()), "images": len(ids), "chance": 1/(len(names) - 1)}
+    held_out = torch.tensor([names[i] in UNSEEN_COMPOSITIONS for i in ids.tolist()])   # never segmentation-trained
+    hit = pred == ids
+    return {"top1": float(hit.float().mean()), "colour": float((pc == tc).float().mean()),
+            "shape": float((ps == ts).float().mean()), "seen": float(hit[~held_out].float().mean()),
+            "unseen": float(hit[held_out].float().mean()), "images": len(ids), "chance": 1/(len(names) - 1)}
 
 
 @torch.no_grad()

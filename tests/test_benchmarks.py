@@ -224,7 +224,15 @@ def test_prior_quality_scores_a_perfect_clip_as_perfect():
         def encode_text(self, prompts): return None, eye
         def preprocess(self, x): return x
         def encode_image(self, x): return eye[ids[:len(x)] - 1], None
-    assert pq.clip_zero_shot(Oracle(), 1) == {"top1": 1.0, "colour": 1.0, "shape": 1.0, "images": 24, "chance": 1/24}
+    assert pq.clip_zero_shot(Oracle(), 1) == {"top1": 1.0, "colour": 1.0, "shape": 1.0, "seen": 1.0, "unseen": 1.0,
+                                              "images": 24, "chance": 1/24}
+    # a CLIP that never saw the held-out compositions: each is taken for the class before it (same colour, other shape)
+    from digseg.data import UNSEEN_COMPOSITIONS
+    held = torch.tensor([world_class_names()[i] in UNSEEN_COMPOSITIONS for i in ids.tolist()])
+    class Blind(Oracle):
+        def encode_image(self, x): return eye[torch.where(held, ids - 2, ids - 1)[:len(x)]], None
+    r = pq.clip_zero_shot(Blind(), 1)
+    assert (r["seen"], r["unseen"], r["colour"]) == (1.0, 0.0, 1.0) and r["top1"] == r["shape"] == pytest.approx(20/24), r
 
 
 def test_vocab_memory_compares_both_aggregations(tmp_path):
