@@ -34,10 +34,11 @@ release: install
 # README.md is written from nbs/index.ipynb (the front page). nbdev_readme would render it with Quarto, which
 # cannot be installed here (the quarto-cli package downloads its binary at install time): nbconvert does it.
 # The claims table of the committed report (benchmarks/results/reproduce_mini/claims.md, written by the code
-# that computes the verdicts) replaces the line `<!-- claims.md -->` of the front page.
+# that computes the verdicts) replaces the line `<!-- claims.md -->` of the front page, and the mini models' table
+# (benchmarks/results/prior_quality.md, written by benchmarks/prior_quality.py from its JSON) the line `<!-- prior_quality.md -->`.
 readme: install
 	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level ERROR nbs/index.ipynb > README.md
-	$(BIN)/python -c "from digseg.report import insert_claims; insert_claims('README.md', 'benchmarks/results/reproduce_mini/claims.md')"
+	$(BIN)/python -c "from digseg.report import insert_table, MODELS_MARKER; insert_table('README.md', 'benchmarks/results/reproduce_mini/claims.md'); insert_table('README.md', 'benchmarks/results/prior_quality.md', MODELS_MARKER)"
 
 # CI fails if the exported module, the cleaned notebooks or the README differ from what is committed.
 check-sync: install

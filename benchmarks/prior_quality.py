@@ -321,8 +321,8 @@ def model_card(name: str, rec: dict, root: Path, config: dict):
              "## Training", "",
              f"- data: the mini world's `{config.get('world_split', 'train')}` split, world seed {config['seed']}, {config['world_size']:,} scenes of 64 x 64 "
              "rendered on demand (`digseg.data.MiniWorld`)",
-             "- command: `digseg pretrain --config configs/mini/prior.yaml` (resumable; the VAE and CLIP stages ran side by "
-             "side, one thread each, the U-Net stage on two threads)"]
+             "- command: `digseg pretrain --config configs/mini/prior.yaml --threads 2` (resumable; the VAE, CLIP and U-Net "
+             "stages one after the other)"]
     for stage in STAGES[name]:
         log = _stage_log(root, stage)
         steps, batch, lr = config[f"{stage}_steps"], config[f"{stage}_batch"], config[f"{stage}_lr"]
@@ -403,6 +403,61 @@ def write_cards(rec: dict, root: Path, config: dict):
         if (root/name).is_dir() and measure in rec: (root/name/"MODEL_CARD.md").write_text(release_card(name, rec))
 
 
+def _goal(rec: dict, keys: list):
+    "The target column of the README table: each target of `keys` with met / missed."
+    out = [f"{k.split('.')[1]} >= {TARGETS[k]:g}: {'met' if rec['targets'][k]['met'] else 'missed'}"
+           for k in keys if k in rec.get("targets", {})]
+    return "; ".join(out) or "(beside it)"
+
+
+def _segments(r: dict):
+    return f"seen mIoU_objects {r['seen']:.3f}, unseen {r['unseen']:.3f}"
+
+
+def readme_table(rec: dict, prior):
+    "The README's table of the mini models (every number from `rec`); a measure taken on a prior other than `prior` says so."
+    rows = []
+    def row(measure, model, measured, keys):
+        if measure not in rec: return
+        if prior is not None and rec.get("priors", {}).get(measure) != prior:
+            model += f"; measured on an earlier prior, at commit `{_commit(rec, measure)}`"
+        rows.append(f"| {model} | {measured} | {_goal(rec, keys)} |")
+    if v := rec.get("vae"):
+        row("vae", "VAE (`pretrained/mini-sd/vae`)", f"mask round trip IoU {v['mask_iou']:.3f} (Table 7: channel std "
+            f"{v['channel_std']:.4f}, max - min {v['channel_range']:.4f})", ["vae.mask_iou"])
+    if c := rec.get("clip"):
+        split = f"; seen compositions {c['seen']:.3f}, held-out {c['unseen']:.3f}" if "unseen" in c else ""
+        row("clip", "CLIP (`pretrained/mini-clip`)", f"zero-shot top-1 {c['top1']:.3f} (colour {c['colour']:.3f}, shape "
+            f"{c['shape']:.3f}{split})", ["clip.top1"])
+    if c := rec.get("candidates"):
+        pp = c["paper_thresholds"]
+        row("candidates", f"A.3 proposals with that CLIP at thresholds calibrated for it ({c['candidates_per_image']:.1f} "
+            f"candidates per image; A.3's {pp['thresholds'][0]:g} / {pp['thresholds'][1]:g} keep {pp['candidates_per_image']:.1f} "
+            f"of 24, recall {pp['recall']:.3f} at precision {pp['precision']:.3f})",
+            f"recall {c['recall']:.3f} at precision {c['precision']:.3f}", ["candidates.recall", "candidates.precision"])
+    if g := rec.get("generation"):
+        row("generation", "text-to-image U-Net (`pretrained/mini-sd/unet`)", f"prompted colour {g['colour']:.3f}, shape "
+            f"{g['shape']:.3f}, both {g['both']:.3f} (DDIM {g['ddim_steps']}, guidance {g['guidance']:g})", ["generation.both"])
+    for m, name in (("digseg_mini", "DiGSeg-mini"), ("digseg_scratch", "the same from a random U-Net"), ("dedos_mini", "DEDOS-mini")):
+        if r := rec.get(m):
+            row(m, f"{name}, fine-tuned {r['train_minutes']:.1f} min ({r['steps']} steps of batch {r['batch']})", _segments(r),
+                [k for k in TARGETS if k.startswith(m + ".")])
+    for m, name in RELEASES.items():
+        released = m.split("_")[0] + "_released"
+        if (r := rec.get(released)) and (t := rec.get(m)):
+            lr = f", lr {t['learning_rate']:g}" if "learning_rate" in t else ""
+            row(released, f"released `pretrained/{name}` (the same recipe for {t['train_minutes']:.1f} min: {t['steps']} steps "
+                f"of batch {t['batch']}{lr}, {t['scenes']:,} scenes)", _segments(r), [k for k in TARGETS if k.startswith(released + ".")])
+    return "\n".join(["| model | measured | target |", "|---|---|---|", *rows]) + "\n"
+
+
+def write_table(rec: dict, root: Path, path: Path = C.RESULTS/f"{NAME}.md"):
+    "Write the README's table of the mini models (`make readme` puts it in place of `<!-- prior_quality.md -->`)."
+    from digseg.prior import prior_fingerprint
+    path.write_text(readme_table(rec, prior_fingerprint(root)))
+    return path
+
+
 def _previous(out, key: str):
     "The stored record `key` of this benchmark's JSON ({} if none)."
     path = Path(out) if out else C.RESULTS/f"{NAME}.json"
@@ -420,8 +475,18 @@ def main(argv=None):
     p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale of the generation test")
     p.add_argument("--cards", action="store_true", help="write MODEL_CARD.md into pretrained/mini-sd and pretrained/mini-clip")
     p.add_argument("--config", default=str(ROOT/"configs"/"mini"/"prior.yaml"), help="the pretraining budget the cards state")
+    p.add_argument("--render", action="store_true", help="measure nothing: rewrite the README table (and with --cards the "
+                   "model cards) from the stored JSON")
     args = p.parse_args(argv)
     C.setup(args)
+    if args.render:
+        rec = _previous(args.out, "cpu")
+        if not rec: raise SystemExit(f"--render: no stored cpu record in {args.out or C.RESULTS/(NAME + '.json')}")
+        print(f"wrote {write_table(rec, Path(args.root))}")
+        if args.cards:
+            import yaml
+            write_cards(rec, Path(args.root), yaml.safe_load(Path(args.config).read_text()))
+        return rec
     only = [m.strip() for m in args.only.split(",") if m.strip()]
     if bad := [m for m in only if m not in MEASURES + FINETUNED]: raise SystemExit(f"--only: unknown measurement(s) {bad}; choose from {MEASURES + FINETUNED}")
     torch.manual_seed(args.seed)
@@ -457,7 +522,12 @@ def main(argv=None):
     # ... and the CPU it ran on (a card's hardware line is its own models' machine, not the last run's)
     before = old.get("machines") or {m: old.get("machine", {}).get("cpu") for m in old_kept}
     rec["machines"] = {**before, **{m: rec["machine"].get("cpu") for m in MEASURES + FINETUNED if m in rec and m not in old_kept}}
+    # ... and the prior it was taken on (a released model is scored on the prior it was fine-tuned from)
+    from digseg.prior import prior_fingerprint
+    prior = None if quick else prior_fingerprint(Path(args.root))
+    rec["priors"] = {**old.get("priors", {}), **{m: prior for m in MEASURES + FINETUNED if m in rec and m not in old_kept}}
     C.write_results(NAME, key, rec, args.out)
+    if not quick and args.out is None: write_table(rec, Path(args.root))
     if args.cards and not quick:
         import yaml
         write_cards(rec, Path(args.root), yaml.safe_load(Path(args.config).read_text()))

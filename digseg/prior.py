@@ -130,13 +130,13 @@ class TextToImagePretraining(nn.Module):
 class PriorConfig:
     "Budget and hyperparameters of the mini foundation models (defaults: the shipped ones, `configs/mini/prior.yaml`)."
     world_size: int = 100_000  # items of the mini world's `world_split`, rendered on demand
-    world_split: str = "train" # the split pretrained on: `pretrain` shows every composition and background
+    world_split: str = "pretrain" # every composition and background, as the web showed SD2 and CLIP every object
     seed: int = 0
     vae_steps: int = 2500
     vae_batch: int = 8
     vae_lr: float = 2e-3
     vae_loss: str = "mse"
-    clip_steps: int = 12_000
+    clip_steps: int = 20_000
     clip_batch: int = 64
     clip_lr: float = 1e-3
     clip_hard_negatives: bool = True  # shape-swapped captions as extra texts to reject (`ClipPretraining`)

@@ -14,11 +14,11 @@ from .experiments import EXPERIMENTS, Experiment, experiment_models
 
 
 # %% auto #0
-__all__ = ['VERDICTS', 'PROFILE_NOTE', 'CLAIMS_MARKER', 'QUICK_EXPERIMENTS', 'experiment_notebook', 'fingerprint', 'read_status',
-           'is_complete', 'run_experiment', 'benchmark_runs', 'efficiency_section', 'mask_decoder_section',
-           'claim_stats', 'verdict', 'check_rule', 'ClaimSpec', 'load_claims', 'row_values', 'judge_claim',
-           'claims_section', 'build_report', 'publish_report', 'insert_claims', 'available_experiments', 'default_jobs',
-           'reproduce']
+__all__ = ['VERDICTS', 'PROFILE_NOTE', 'CLAIMS_MARKER', 'MODELS_MARKER', 'QUICK_EXPERIMENTS', 'experiment_notebook',
+           'fingerprint', 'read_status', 'is_complete', 'run_experiment', 'benchmark_runs', 'efficiency_section',
+           'mask_decoder_section', 'claim_stats', 'verdict', 'check_rule', 'ClaimSpec', 'load_claims', 'row_values',
+           'judge_claim', 'claims_section', 'build_report', 'publish_report', 'insert_table', 'available_experiments',
+           'default_jobs', 'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
 def experiment_notebook(name: str): return project_root()/"nbs"/"experiments"/f"{name}.ipynb"
@@ -366,14 +366,16 @@ def publish_report(root: Path,   # a runs folder (`runs/<profile>`, or `--out`)
 
 # %% ../nbs/21_report.ipynb #009a6330
 CLAIMS_MARKER = "<!-- claims.md -->"   # the front page's line that the committed claims table replaces
+MODELS_MARKER = "<!-- prior_quality.md -->"   # ... and the line that the mini models' measured table replaces
 
-def insert_claims(readme: str|Path="README.md", # the README rendered from nbs/index.ipynb
-                  claims: str|Path="benchmarks/results/reproduce_mini/claims.md"): # the committed report's table
-    "Replace `readme`'s claims marker with the claims table (a placeholder when none is committed yet); return the path."
-    r, c = Path(readme), Path(claims)
+def insert_table(readme: str|Path="README.md", # the README rendered from nbs/index.ipynb
+                 table: str|Path="benchmarks/results/reproduce_mini/claims.md", # a table written by the code that measured it
+                 marker: str=CLAIMS_MARKER): # the line of `readme` it replaces
+    "Replace `readme`'s `marker` line with the table (a placeholder when none is committed yet); return the path."
+    r, t = Path(readme), Path(table)
     text = r.read_text()
-    if CLAIMS_MARKER not in text: raise ValueError(f"`readme`: {r} has no line {CLAIMS_MARKER!r} for the claims table")
-    r.write_text(text.replace(CLAIMS_MARKER, c.read_text().strip() if c.exists() else "(no claims table yet)"))
+    if marker not in text: raise ValueError(f"`readme`: {r} has no line {marker!r} for the table {t.name}")
+    r.write_text(text.replace(marker, t.read_text().strip() if t.exists() else f"(no table yet: {t.name})"))
     return r
 
 # %% ../nbs/21_report.ipynb #65278afa

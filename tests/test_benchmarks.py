@@ -235,6 +235,23 @@ def test_prior_quality_scores_a_perfect_clip_as_perfect():
     assert (r["seen"], r["unseen"], r["colour"]) == (1.0, 0.0, 1.0) and r["top1"] == r["shape"] == pytest.approx(20/24), r
 
 
+def test_readme_table_says_which_numbers_are_of_an_earlier_prior():
+    "The README's table of the mini models copies the JSON's numbers, and marks a measure taken on another prior."
+    import prior_quality as pq
+    rec = {"targets": {"vae.mask_iou": {"value": 0.99, "target": 0.97, "met": True},
+                       "digseg_mini.seen": {"value": 0.4, "target": 0.5, "met": False}},
+           "vae": {"mask_iou": 0.99, "channel_std": 0.0071, "channel_range": 0.0166},
+           "digseg_mini": {"seen": 0.4, "unseen": 0.25, "train_minutes": 15.04, "steps": 4500, "batch": 4},
+           "priors": {"vae": "new", "digseg_mini": "old"}, "commits": {"vae": "bbb", "digseg_mini": "aaa"}}
+    lines = pq.readme_table(rec, "new").splitlines()
+    assert lines[:2] == ["| model | measured | target |", "|---|---|---|"] and len(lines) == 4
+    assert lines[2] == ("| VAE (`pretrained/mini-sd/vae`) | mask round trip IoU 0.990 (Table 7: channel std 0.0071, "
+                        "max - min 0.0166) | mask_iou >= 0.97: met |")
+    assert lines[3] == ("| DiGSeg-mini, fine-tuned 15.0 min (4500 steps of batch 4); measured on an earlier prior, at commit "
+                        "`aaa` | seen mIoU_objects 0.400, unseen 0.250 | seen >= 0.5: missed |")
+    assert "earlier prior" in pq.readme_table(rec, "newer").splitlines()[2]
+
+
 def test_vocab_memory_compares_both_aggregations(tmp_path):
     "Peak memory of a vocabulary call with and without per-class maps, each in its own process; both give the same labels."
     rec, r = run("vocab_memory", tmp_path, "--quick")

@@ -122,6 +122,31 @@ def test_model_card_states_the_measured_numbers(name):
             if isinstance(v, float): assert f"| {m}.{k} | {v:.4f} |" in card
 
 
+def test_measures_are_of_the_shipped_prior():
+    """The cards' numbers and the released models' scores were measured on the prior shipped now, and the released DiGSeg
+    was fine-tuned from it (its frozen VAE is the shipped one): a prior is promoted with its measures and releases."""
+    import prior_quality as pq
+    from safetensors.torch import load_file
+    from digseg.prior import prior_fingerprint
+    rec, prior = json.loads((ROOT/"benchmarks"/"results"/"prior_quality.json").read_text())["runs"]["cpu"], prior_fingerprint(PRE)
+    released = [m for m, name in pq.RELEASES.items() if (PRE/name).is_dir()]
+    for m in [*pq.CARD_MEASURES["mini-sd"], *pq.CARD_MEASURES["mini-clip"], *released, *(m.split("_")[0] + "_released" for m in released)]:
+        assert rec["priors"][m] == prior, m
+    if (PRE/"digseg-mini").is_dir():
+        ours, shipped = (load_file(PRE/d/"vae"/"diffusion_pytorch_model.safetensors") for d in ("digseg-mini", "mini-sd"))
+        assert ours.keys() == shipped.keys() and all(torch.equal(ours[k], shipped[k]) for k in ours)
+
+
+def test_readme_states_the_measured_table():
+    "The README's table of the mini models is the one prior_quality.py writes from the committed JSON, for the shipped prior."
+    import prior_quality as pq
+    from digseg.prior import prior_fingerprint
+    rec = json.loads((ROOT/"benchmarks"/"results"/"prior_quality.json").read_text())["runs"]["cpu"]
+    table = pq.readme_table(rec, prior_fingerprint(PRE))
+    assert (ROOT/"benchmarks"/"results"/"prior_quality.md").read_text() == table
+    assert table.strip() in (ROOT/"README.md").read_text()
+
+
 # Golden outputs: the released models on fixed images and noise give the labels stored when they were released,
 # so a silent numerical change (a sampler, a loader, a preprocessing step) fails CI. Regenerate them only with a
 # new release: `python tests/test_pretrained.py --write-golden`.
