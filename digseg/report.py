@@ -11,6 +11,7 @@ import yaml
 from .config import project_root, runs_dir, get_profile, atomic_write, check_choice
 from . import experiments
 from .experiments import EXPERIMENTS, Experiment, experiment_models
+from .prior import prior_fingerprint
 
 
 # %% auto #0
@@ -474,6 +475,8 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
     wall = time.time() - t0
     (root/"reproduce.json").write_text(json.dumps({"profile": profile, "jobs": jobs, "wall_seconds": round(wall, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
+        # the foundation models every mini experiment fine-tuned from: a report of another prior is another report
+        "prior": prior_fingerprint() if profile == "mini" else None,
         "experiments": {n: {k: s.get(k) for k in ("state", "seconds", "skipped")} for n, s in statuses.items()}}, indent=1))
     report = build_report(profile, out_root, title="digseg reproduction report: quick look (one seed, fewer settings)" if quick else "digseg reproduction report")
     failed = [n for n, s in statuses.items() if s["state"] != "ok"]

@@ -147,6 +147,16 @@ def test_readme_states_the_measured_table():
     assert table.strip() in (ROOT/"README.md").read_text()
 
 
+
+def test_readme_says_which_prior_the_report_is_of():
+    """The committed reproduction report records the prior its experiments fine-tuned from (`reproduce.json`), and the
+    README says so when that is not the prior shipped now, so a report never passes for one of the shipped models."""
+    from digseg.prior import prior_fingerprint
+    rec = json.loads((ROOT/"benchmarks"/"results"/"reproduce_mini"/"reproduce.json").read_text())
+    stale = rec.get("prior") != prior_fingerprint(PRE)
+    assert ("The committed report predates this prior" in (ROOT/"README.md").read_text()) == stale, (rec.get("prior"), stale)
+
+
 # Golden outputs: the released models on fixed images and noise give the labels stored when they were released,
 # so a silent numerical change (a sampler, a loader, a preprocessing step) fails CI. Regenerate them only with a
 # new release: `python tests/test_pretrained.py --write-golden`.
