@@ -21,9 +21,10 @@ train split; the experiments use seeds 0 and 1). Measured:
 The fine-tuned models (each only when asked with --only, they train or need a released folder):
 
 * `digseg_mini`: DiGSeg fine-tuned from the shipped mini SD with the mini recipe (configs/mini/train_recipe.yaml)
-  for the 15-minute budget of FINETUNE_STEPS; `digseg_scratch`: the same from a random U-Net;
+  for the 15-minute budget of FINETUNE_STEPS (with the release's OVERRIDES); `digseg_scratch`: the same from a
+  random U-Net;
   `dedos_mini`: DEDOS on the mini SD and CLIP (configs/mini/dedos_train.yaml), same budget;
-* `digseg_long` / `dedos_long`: the same recipes trained for as long as a release needs (LONG_OVERRIDES);
+* `digseg_long` / `dedos_long`: the same recipes trained for as long as a release needs (OVERRIDES);
   `--publish` copies them into pretrained/ as the released digseg-mini / dedos-mini;
 * `digseg_released` / `dedos_released`: the shipped pretrained/digseg-mini and pretrained/dedos-mini.
 
@@ -43,13 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT_SEED = 7
 MEASURES = ("clip", "candidates", "vae", "generation")
 FINETUNED = ("digseg_mini", "digseg_scratch", "dedos_mini", "digseg_long", "dedos_long", "digseg_released", "dedos_released")
-FINETUNE_STEPS = {"digseg_mini": 4500, "digseg_scratch": 4500, "dedos_mini": 1000,   # each <= 15 minutes on 2 quiet cores
-                  "digseg_long": 16000, "dedos_long": 2500}                           # the releases: about an hour and half an hour
-# The releases are trained "for as long as they need" rather than in the 15-minute budget. What differs from the
-# 15-minute recipes and why: 10x more rendered scenes (16000 x 4 samples would see the 4000-scene split 16 times),
-# and DiGSeg's lr halved (the recipe's 1e-3 spiked and collapsed in a 7000-step run on 2026-12-03).
-LONG_OVERRIDES = {"digseg_long": {"data": {"size": 40000}, "train": {"learning_rate": 5.0e-4}},
-                  "dedos_long": {"data": {"size": 40000}}}
+FINETUNE_STEPS = {"digseg_mini": 6000, "digseg_scratch": 6000, "dedos_mini": 1000,   # each <= 15 minutes on 2 quiet cores
+                  "digseg_long": 16000, "dedos_long": 2500}                           # the releases: half an hour and 20 minutes
+# What differs from the recipes' configs (configs/mini/train_recipe.yaml, dedos_train.yaml) and why: 10x more rendered
+# scenes (6000 to 16000 steps of 4 samples would see the 4000-scene split 6 to 16 times), and DiGSeg's lr halved (the
+# recipe's 1e-3 spiked and collapsed in a 7000-step run on 2026-12-03). DiGSeg's 15-minute measures take the release's
+# settings, so that the measure and the release differ only in length.
+_DIGSEG = {"data": {"size": 40000}, "train": {"learning_rate": 5.0e-4}}
+OVERRIDES = {"digseg_mini": _DIGSEG, "digseg_scratch": _DIGSEG, "digseg_long": _DIGSEG, "dedos_long": {"data": {"size": 40000}}}
 TARGETS = {"clip.top1": 0.85, "candidates.recall": 0.90, "candidates.precision": 0.50, "vae.mask_iou": 0.97,
            "generation.both": 0.70, "digseg_mini.seen": 0.50, "dedos_mini.seen": 0.50,
            "digseg_released.seen": 0.75, "digseg_released.unseen": 0.50, "dedos_released.seen": 0.75}
@@ -224,7 +226,7 @@ def finetune(measure: str, runs: Path, quick: bool):
     dedos = measure.startswith("dedos")
     cfg = load_config(ROOT/"configs"/"mini"/("dedos_train.yaml" if dedos else "train_recipe.yaml"))
     steps = 2 if quick else FINETUNE_STEPS[measure]
-    for section, values in LONG_OVERRIDES.get(measure, {}).items(): cfg[section].update(values)
+    for section, values in OVERRIDES.get(measure, {}).items(): cfg[section].update(values)
     cfg["train"].update(output_dir=str(runs/measure), max_steps=steps, checkpoint_every=max(1, steps//8), keep_checkpoints=8,
                         warmup_steps=min(cfg["train"].get("warmup_steps", 0), steps//10))
     if quick:
@@ -376,7 +378,7 @@ def release_card(name: str, rec: dict):
     lines = [f"# {name}", "", RELEASE_DESCRIPTION[name], "", "## Training", "",
              f"- data: the mini world's `{data['split']}` split, world seed {data.get('world_seed', 0)}, {train.get('scenes', data['size']):,} scenes of "
              f"{data['image_size']} x {data['image_size']} (rendered on demand)",
-             f"- recipe: `{recipe}`" + (f" with {json.dumps(LONG_OVERRIDES[measure])}" if measure in LONG_OVERRIDES else "")
+             f"- recipe: `{recipe}`" + (f" with {json.dumps(OVERRIDES[measure])}" if measure in OVERRIDES else "")
              + f", {train['steps']} steps of batch {train['batch']} (final loss {train['final_loss']:.4f}); "
              f"{train['train_minutes']:.1f} min of training",
              f"- command: `python benchmarks/prior_quality.py --only {measure} --publish` (`make release`)",
@@ -414,6 +416,12 @@ def _segments(r: dict):
     return f"seen mIoU_objects {r['seen']:.3f}, unseen {r['unseen']:.3f}"
 
 
+def _budget(t: dict):
+    "'6000 steps of batch 4, lr 0.0005, 40,000 scenes': a training record's budget (lr and scenes when recorded)."
+    return (f"{t['steps']} steps of batch {t['batch']}" + (f", lr {t['learning_rate']:g}" if "learning_rate" in t else "")
+            + (f", {t['scenes']:,} scenes" if "scenes" in t else ""))
+
+
 def readme_table(rec: dict, prior):
     "The README's table of the mini models (every number from `rec`); a measure taken on a prior other than `prior` says so."
     rows = []
@@ -440,14 +448,13 @@ def readme_table(rec: dict, prior):
             f"{g['shape']:.3f}, both {g['both']:.3f} (DDIM {g['ddim_steps']}, guidance {g['guidance']:g})", ["generation.both"])
     for m, name in (("digseg_mini", "DiGSeg-mini"), ("digseg_scratch", "the same from a random U-Net"), ("dedos_mini", "DEDOS-mini")):
         if r := rec.get(m):
-            row(m, f"{name}, fine-tuned {r['train_minutes']:.1f} min ({r['steps']} steps of batch {r['batch']})", _segments(r),
+            row(m, f"{name}, fine-tuned {r['train_minutes']:.1f} min ({_budget(r)})", _segments(r),
                 [k for k in TARGETS if k.startswith(m + ".")])
     for m, name in RELEASES.items():
         released = m.split("_")[0] + "_released"
         if (r := rec.get(released)) and (t := rec.get(m)):
-            lr = f", lr {t['learning_rate']:g}" if "learning_rate" in t else ""
-            row(released, f"released `pretrained/{name}` (the same recipe for {t['train_minutes']:.1f} min: {t['steps']} steps "
-                f"of batch {t['batch']}{lr}, {t['scenes']:,} scenes)", _segments(r), [k for k in TARGETS if k.startswith(released + ".")])
+            row(released, f"released `pretrained/{name}` (the same recipe for {t['train_minutes']:.1f} min: {_budget(t)})",
+                _segments(r), [k for k in TARGETS if k.startswith(released + ".")])
     return "\n".join(["| model | measured | target |", "|---|---|---|", *rows]) + "\n"
 
 
