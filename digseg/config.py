@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['PROFILES', 'check_int', 'check_float', 'check_choice', 'check_tensor', 'seed_everything', 'default_device',
            'default_dtype', 'count_flops', 'Profile', 'get_profile', 'project_root', 'cache_dir', 'runs_dir',
-           'data_root', 'temporary_name', 'atomic_write']
+           'data_root', 'temporary_name', 'clean_temporaries', 'atomic_write']
 
 # %% ../nbs/00_config.ipynb #51ef5451
 def check_int(name: str,           # argument name, used in the message
@@ -169,8 +169,20 @@ def data_root():
 
 # %% ../nbs/00_config.ipynb #52c2fd60
 def temporary_name(path): # the file to be written
-    "The hidden temporary `path` is written through: '.<name>.tmp' beside it (no *.png / *.json suffix, so globs skip it)."
-    path = Path(path); return path.with_name(f".{path.name}.tmp")
+    "The hidden temporary `path` is written through: '.<name>.<pid>.tmp' beside it (no *.png / *.json suffix, so globs skip it)."
+    # the writer's pid makes it its own: two processes filling one cache (two experiments evaluating the same
+    # released model) never rename or delete each other's half-written file
+    path = Path(path); return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+def clean_temporaries(folder): # a folder files are written into with `atomic_write`
+    "Delete the temporaries in `folder` that a killed writer left: those whose process is gone (and unnamed ones of older versions)."
+    for t in Path(folder).glob(".*.tmp"):
+        pid = t.name[:-4].rsplit(".", 1)[-1]
+        if pid.isdigit():
+            try: os.kill(int(pid), 0); continue      # its writer still runs (signal 0 only asks)
+            except ProcessLookupError: pass
+            except PermissionError: continue         # another user's live process
+        t.unlink(missing_ok=True)
 
 def atomic_write(path,    # the file to write
                  write):  # write(tmp_path): writes the content to the temporary path

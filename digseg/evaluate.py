@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .config import check_int, check_float, check_choice, atomic_write, temporary_name
+from .config import check_int, check_float, check_choice, atomic_write, clean_temporaries
 from .benchmarks import EVAL_PROTOCOLS, eval_protocol   # the benchmarks' test geometry
 from .metrics import ConfusionMatrix, per_class_scores, binary_scores
 from .predict import check_protocol, CANDIDATE_MODES, predict_label_maps, background_threshold_of, _pipe_default
@@ -41,7 +41,8 @@ def to_dataset_labels(labels: torch.Tensor, prompt_ids: list, background_id: int
 # %% ../nbs/10e_evaluate.ipynb #c42b1608
 def _clean_temporaries(folder: Path):
     "Delete the temporaries a killed run left in `folder` (and the `<id>.png.tmp.png` of earlier versions)."
-    for p in list(folder.glob(".*.tmp")) + list(folder.glob("*.tmp.png")): p.unlink(missing_ok=True)
+    clean_temporaries(folder)
+    for p in folder.glob("*.tmp.png"): p.unlink(missing_ok=True)
 
 def _save_image(path: Path, array: np.ndarray):
     from PIL import Image
