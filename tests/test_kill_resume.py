@@ -321,7 +321,7 @@ def test_evaluation_killed_inside_a_prediction_write(tmp_path):
     c = Child(evaluate_tiny, run, None, 5, 3); c.wait_for("temporary-written"); assert c.kill()
     preds = run/"preds"
     assert sorted(p.name for p in preds.glob("*.png")) == ["val_000000.png", "val_000001.png"]   # the stray matches no *.png
-    assert [p.name for p in preds.iterdir() if p.name.startswith(".")] == [".val_000002.png.tmp"]
+    assert [p.name for p in preds.iterdir() if p.name.startswith(".")] == [f".val_000002.png.{c.proc.pid}.tmp"]   # the killed writer's
     (preds/"val_000003.png.tmp.png").write_bytes(b"half")        # the temporary name of earlier versions, if one was left
     seen = Child(evaluate_tiny, run).finish()
     assert seen.count("image") == 3                              # the interrupted image is made again, the others not
