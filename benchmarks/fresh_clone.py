@@ -2,6 +2,12 @@
 
     python benchmarks/fresh_clone.py                     # clone HEAD, make install, make reproduce, publish
     python benchmarks/fresh_clone.py --work /tmp/repro   # where the clone goes (default: a temporary folder)
+    python benchmarks/fresh_clone.py --update /tmp/repro # bring that clone to HEAD and run `make reproduce` again
+
+`--update` keeps the clone's runs: `make reproduce` then reruns only the experiments whose notebook, config,
+trained models, prior or scored released models changed (each experiment's fingerprint), which is how a new
+release is re-scored without the hour of training that did not change. The published `reproduce.json` keeps the
+fresh clone's timings and lists each update (commit, minutes, the experiments rerun).
 
 Run it alone on the machine: its minutes are the ones the README states. The clone is of the committed
 HEAD, so uncommitted changes are not measured. On success it replaces the published report in
@@ -27,7 +33,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default=None, help="folder for the clone (must not exist; default: a temporary folder)")
     p.add_argument("--dest", default=str(ROOT/"benchmarks"/"results"/"reproduce_mini"), help="where the report is published")
+    p.add_argument("--update", default=None, help="an earlier --work clone: pull HEAD into it and rerun what changed")
     args = p.parse_args(argv)
+    if args.update: return update(Path(args.update), Path(args.dest))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp())/"repro"
     if work.exists(): raise SystemExit(f"--work: {work} exists; give a new folder")
     t0 = time.time()
@@ -46,6 +54,28 @@ def main(argv=None):
     (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
     print(f"fresh clone: {total/60:.1f} min (install {install/60:.1f}, make reproduce {reproduce/60:.1f}); published {dest}")
     print("then: state the minutes in nbs/index.ipynb's Results and run make readme (it inserts the claims table)")
+
+
+def update(work: Path, dest: Path):
+    "Pull HEAD into an earlier clone, rerun `make reproduce` there (complete experiments are skipped), publish."
+    from digseg.report import publish_report
+    if not (work/"runs"/"mini"/"reproduce.json").is_file(): raise SystemExit(f"--update: {work} holds no earlier run (runs/mini/reproduce.json)")
+    first = json.loads((dest/"reproduce.json").read_text())   # the published run: its fresh-clone timings stay
+    if "fresh_clone_seconds" not in first: raise SystemExit(f"--update: {dest/'reproduce.json'} has no fresh-clone timings to keep")
+    t0 = time.time()
+    subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", str(ROOT), "HEAD"], check=True)
+    commit = subprocess.run(["git", "-C", str(work), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    timed(["make", "install"], work, work.parent/"install.log")
+    timed(["make", "reproduce"], work, work.parent/"reproduce.log")
+    publish_report(work/"runs"/"mini", dest)
+    rec = json.loads((dest/"reproduce.json").read_text())
+    ran = [n for n, e in rec["experiments"].items() if not e.get("skipped")]
+    keep = ("fresh_clone_seconds", "install_seconds", "make_reproduce_seconds", "command")
+    rec.update({k: first[k] for k in keep if k in first},
+               updates=first.get("updates", []) + [{"commit": commit, "seconds": round(time.time() - t0), "rerun": ran,
+                                                    "finished": rec.get("finished")}])
+    (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"updated to {commit} in {(time.time() - t0)/60:.1f} min, rerunning {ran}; published {dest}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from dataclasses import dataclass, fields
 from .config import project_root, runs_dir, get_profile, check_choice, check_int, data_root, default_device, atomic_write
-from .prior import prior_fingerprint, shipped_models
+from .prior import prior_fingerprint, release_fingerprint, shipped_models
 from .pipeline import load_for_inference
 from .finetune import train_digseg
 from .benchmarks import mess_datasets, BENCHMARKS, ALIASES, get_benchmark, _mess_key, load_benchmark, MessFolder
@@ -161,10 +161,11 @@ def prior_key(cfg: dict): # a training config
 RELEASE_RECIPES = {"digseg-mini": "train_recipe.yaml", "dedos-mini": "dedos_train.yaml"}   # the base each was trained from (`make release`)
 
 def release_config(name: str): # a folder of pretrained/, e.g. 'digseg-mini'
-    "The stand-in training config of a released model: nothing to train, `output_dir` its folder."
+    "The stand-in training config of a released model: nothing to train, `output_dir` its folder, `weights` their hash."
     p = project_root()/"pretrained"/name
     if not p.is_dir(): raise FileNotFoundError(f"`release`: no released model {p} (`make release` makes them)")
-    return {"release": name, "train": {"output_dir": str(p)}}
+    # the hash enters every experiment's fingerprint: a new release reruns the experiments that score it
+    return {"release": name, "weights": release_fingerprint(p), "train": {"output_dir": str(p)}}
 
 def train_config(exp: Experiment,          # the experiment asking
                  spec: dict|None=None,     # {'base': 'train.yaml', 'overrides': {...}} (default: exp.cfg['train'])
@@ -331,10 +332,11 @@ def eval_settings(spec: dict, **pipe_kwargs):
 
 def eval_home(folder: Path, exp: Experiment): # a model's folder
     """Where a model's evaluations are cached: beside the model, or for a released model of pretrained/ (which
-    stays as shipped) under the run's models folder."""
+    stays as shipped) under the run's models folder, one folder per release (its weights' hash)."""
     folder = Path(folder)
     if not folder.is_dir(): return exp.out
-    return exp.models_root/f"release-{folder.name}" if folder.resolve().parent == (project_root()/"pretrained").resolve() else folder
+    if folder.resolve().parent != (project_root()/"pretrained").resolve(): return folder
+    return exp.models_root/f"release-{folder.name}-{release_fingerprint(folder)}"   # a new release is never scored from the old one's cache
 
 def run_eval(pipe, spec: dict, exp: Experiment, **pipe_kwargs):
     "Evaluate `pipe` on a dataset spec with its benchmark's protocol (resumable, shared by experiments); return the metrics dict."

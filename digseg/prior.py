@@ -27,7 +27,7 @@ __all__ = ['VAE_LOSSES', 'PROPOSALS_FILE', 'FOUNDATION_STAGES', 'PRETRAINED_ENV'
            'set_latent_scale', 'shape_swapped', 'ClipPretraining', 'TextToImagePretraining', 'PriorConfig',
            'unet_variant_name', 'train_stage', 'world_proposal_scores', 'calibrate_mini_proposals',
            'mini_proposal_thresholds', 'foundation_paths', 'pretrain_foundation', 'shipped_models', 'load_prior',
-           'prior_fingerprint', 'build_mini_pipeline']
+           'prior_fingerprint', 'release_fingerprint', 'files_fingerprint', 'build_mini_pipeline']
 
 # %% ../nbs/10a_prior.ipynb #6cf5f615
 class PriorSamples(Dataset):
@@ -326,6 +326,16 @@ def prior_fingerprint(path: str|Path|None=None): # as in `load_prior`
     root = Path(path) if path is not None else shipped_models()
     files = sorted((root/"mini-sd").rglob("*.safetensors")) + sorted((root/"mini-clip").rglob("*.safetensors"))
     files += sorted((root/"mini-clip").glob(PROPOSALS_FILE))   # other thresholds propose other classes
+    return files_fingerprint(root, files)
+
+def release_fingerprint(folder: str|Path): # a released model's folder, e.g. pretrained/digseg-mini
+    "A short hash of a released model's weights and configs (not its card): scores of other weights are other scores."
+    folder = Path(folder)
+    if not folder.is_dir(): raise FileNotFoundError(f"`folder`: {folder} is not a folder (a released model, e.g. pretrained/digseg-mini)")
+    return files_fingerprint(folder, sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".json")))
+
+def files_fingerprint(root: Path, files: list): # files under `root`
+    "A short hash of `files`: their paths relative to `root` and their bytes."
     stamp = tuple((f.as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if stamp not in _FINGERPRINTS:   # read each file once per process, not once per training config
         h = hashlib.sha256()

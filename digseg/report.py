@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from .config import project_root, runs_dir, get_profile, atomic_write, check_choice
 from . import experiments
-from .experiments import EXPERIMENTS, Experiment, experiment_models
-from .prior import prior_fingerprint
+from .experiments import EXPERIMENTS, RELEASE_RECIPES, Experiment, experiment_models
+from .prior import prior_fingerprint, release_fingerprint
 
 
 # %% auto #0
@@ -19,7 +19,7 @@ __all__ = ['VERDICTS', 'PROFILE_NOTE', 'CLAIMS_MARKER', 'MODELS_MARKER', 'QUICK_
            'fingerprint', 'read_status', 'is_complete', 'run_experiment', 'benchmark_runs', 'efficiency_section',
            'mask_decoder_section', 'claim_stats', 'verdict', 'check_rule', 'ClaimSpec', 'load_claims', 'row_values',
            'judge_claim', 'claims_section', 'build_report', 'publish_report', 'insert_table', 'available_experiments',
-           'default_jobs', 'reproduce']
+           'default_jobs', 'released_models', 'reproduce']
 
 # %% ../nbs/21_report.ipynb #ac4db829
 def experiment_notebook(name: str): return project_root()/"nbs"/"experiments"/f"{name}.ipynb"
@@ -431,6 +431,11 @@ def _costliest_first(names: list, configs: dict):
 QUICK_EXPERIMENTS = ("table1_open_vocab", "table2_semantic", "table3_domains", "table7_vae_masks", "fig3_threshold", "fig7_ensemble",
                      "fig8_spacing", "qualitative", "table4_noise", "prior_value", "dedos_main")
 
+def released_models():
+    "{name: `release_fingerprint`} of the released mini models in pretrained/ (the weights a mini report scores)."
+    root = project_root()/"pretrained"
+    return {n: release_fingerprint(root/n) for n in RELEASE_RECIPES if (root/n).is_dir()}
+
 def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
               out_root: Path|None=None, parameters: dict|None=None,
               jobs: int|None=None,    # experiments at once (default `default_jobs(profile)`)
@@ -477,6 +482,7 @@ def reproduce(profile: str="mini", only: list|None=None, force: bool=False,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
         # the foundation models every mini experiment fine-tuned from: a report of another prior is another report
         "prior": prior_fingerprint() if profile == "mini" else None,
+        "releases": released_models() if profile == "mini" else None,   # ... and the released models it scored
         "experiments": {n: {k: s.get(k) for k in ("state", "seconds", "skipped")} for n, s in statuses.items()}}, indent=1))
     report = build_report(profile, out_root, title="digseg reproduction report: quick look (one seed, fewer settings)" if quick else "digseg reproduction report")
     failed = [n for n, s in statuses.items() if s["state"] != "ok"]

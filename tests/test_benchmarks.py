@@ -267,3 +267,13 @@ def test_fresh_clone_refuses_a_used_folder_and_names_a_failed_step(tmp_path):
     assert not (tmp_path/"dest").exists()   # nothing published
     with pytest.raises(SystemExit, match="see .*false.log"): fc.timed(["false"], tmp_path, tmp_path/"false.log")
     assert fc.timed(["true"], tmp_path, tmp_path/"true.log") >= 0
+
+
+def test_fresh_clone_update_needs_an_earlier_run_and_its_timings(tmp_path):
+    "--update reruns inside an earlier clone only: a folder without a run, or a published report without fresh-clone timings, stops it before any work."
+    fc = importlib.import_module("fresh_clone")
+    with pytest.raises(SystemExit, match="holds no earlier run"): fc.main(["--update", str(tmp_path), "--dest", str(tmp_path/"dest")])
+    (tmp_path/"runs"/"mini").mkdir(parents=True); (tmp_path/"runs"/"mini"/"reproduce.json").write_text("{}")
+    (tmp_path/"dest").mkdir(); (tmp_path/"dest"/"reproduce.json").write_text('{"wall_seconds": 1}')
+    with pytest.raises(SystemExit, match="no fresh-clone timings"): fc.main(["--update", str(tmp_path), "--dest", str(tmp_path/"dest")])
+    assert (tmp_path/"dest"/"reproduce.json").read_text() == '{"wall_seconds": 1}'   # nothing published

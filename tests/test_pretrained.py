@@ -149,12 +149,17 @@ def test_readme_states_the_measured_table():
 
 
 def test_readme_says_which_prior_the_report_is_of():
-    """The committed reproduction report records the prior its experiments fine-tuned from (`reproduce.json`), and the
-    README says so when that is not the prior shipped now, so a report never passes for one of the shipped models."""
+    """The committed reproduction report records the prior its experiments fine-tuned from and the released models it
+    scored (`reproduce.json`), and the README says so when those are not the ones shipped now, so a report never passes
+    for one of the shipped models."""
     from digseg.prior import prior_fingerprint
+    from digseg.report import released_models
     rec = json.loads((ROOT/"benchmarks"/"results"/"reproduce_mini"/"reproduce.json").read_text())
+    readme = (ROOT/"README.md").read_text()
     stale = rec.get("prior") != prior_fingerprint(PRE)
-    assert ("The committed report predates this prior" in (ROOT/"README.md").read_text()) == stale, (rec.get("prior"), stale)
+    assert ("The committed report predates this prior" in readme) == stale, (rec.get("prior"), stale)
+    old_release = rec.get("releases") != released_models()
+    assert ("The committed report predates the released models" in readme) == old_release, (rec.get("releases"), released_models())
 
 
 # Golden outputs: the released models on fixed images and noise give the labels stored when they were released,
