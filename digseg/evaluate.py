@@ -17,8 +17,8 @@ from .overlays import comparison_panel
 from .pipeline import BACKGROUND, DiGSegPipeline, aggregate
 
 # %% auto #0
-__all__ = ['TAU_BG_GRID', 'prompt_classes', 'to_dataset_labels', 'evaluate', 'choose_background_threshold',
-           'calibrate_background_threshold']
+__all__ = ['EVAL_CANDIDATE_MODES', 'TAU_BG_GRID', 'prompt_classes', 'to_dataset_labels', 'present_prompts', 'evaluate',
+           'choose_background_threshold', 'calibrate_background_threshold']
 
 # %% ../nbs/10e_evaluate.ipynb #464bb403
 def prompt_classes(class_names: list,               # the dataset's classes, in label-id order
@@ -102,6 +102,15 @@ def _thresholds(name: str, values): # a list or tuple of numbers
     if not isinstance(values, (list, tuple)): raise TypeError(f"`{name}` must be a list of numbers in [0, 1], got {type(values).__name__} {values!r}")
     return [check_float(name, t, 0.0, 1.0) for t in values]
 
+# 'present' runs the classes the ground truth shows: not a test protocol (it reads the label), but the ceiling that
+# perfect A.3 proposals would reach, which tells the proposals' cost apart from the masks'
+EVAL_CANDIDATE_MODES = CANDIDATE_MODES + ("present",)
+
+def present_prompts(label: torch.Tensor, prompt_ids: list): # (H, W) dataset ids; each prompt's dataset id
+    "Indices of the prompts whose class the label shows."
+    shown = set(torch.unique(label).tolist())
+    return [j for j, i in enumerate(prompt_ids) if i in shown]
+
 def evaluate(pipe,                          # a DiGSegPipeline
              dataset,                       # items with image / label / id; `class_names`, `ignore_index`
              out_dir: str|Path|None=None,   # where predictions, metrics.json and overlays go (None: nothing saved)
@@ -118,13 +127,13 @@ def evaluate(pipe,                          # a DiGSegPipeline
              progress: bool=True,
              seed: int=0,                   # each image's noise is seeded from (seed, image id): resumable, order-free
              background_thresholds: list|None=None, # more tau_bg values scored from the same pipeline pass
-             candidates: str="proposals",   # A.3: classes proposed by CLIP per image ('all': every prompt is a candidate)
+             candidates: str="proposals",   # A.3: classes proposed by CLIP per image ('all': every prompt; 'present': those the label shows)
              **pipe_kwargs):                # num_inference_steps, ensemble_size, threshold, ...
     "Score `pipe` on `dataset` under a test protocol; return (and write) the metrics dict."
     from tqdm.auto import tqdm
     from PIL import Image
     mode, crop_size, stride, resize_short = check_protocol(mode, crop_size, stride, resize_short)
-    check_choice("candidates", candidates, CANDIDATE_MODES)
+    check_choice("candidates", candidates, EVAL_CANDIDATE_MODES)
     overlays = check_int("overlays", overlays, 0)
     if limit is not None: limit = check_int("limit", limit, 1)
     more = [] if background_thresholds is None else _thresholds("background_thresholds", background_thresholds)
@@ -161,7 +170,8 @@ def evaluate(pipe,                          # a DiGSegPipeline
             g = torch.Generator().manual_seed(_image_seed(seed, item["id"]))
             labs = predict_label_maps(pipe, item["image"], prompts, [background_threshold_of(pipe_kwargs), *more], mode=mode,
                                       crop_size=crop_size, stride=stride, resize_short=resize_short, generator=g,
-                                      candidates=candidates, **pipe_kwargs)
+                                      candidates=present_prompts(item["label"], prompt_ids) if candidates == "present" else candidates,
+                                      **pipe_kwargs)
             preds = [to_dataset_labels(lab, prompt_ids, bg_id).numpy() for lab in labs]; done += 1
             for p, x in zip(paths, preds):
                 if p is not None: _save_pred(p, x)

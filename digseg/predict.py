@@ -13,8 +13,8 @@ from .pipeline import BACKGROUND, DiGSegPipeline
 
 # %% auto #0
 __all__ = ['MODES', 'CANDIDATE_MODES', 'resized_size', 'resize_image', 'slide_windows', 'check_protocol',
-           'labels_from_probabilities', 'predict_probabilities', 'background_threshold_of', 'predict_class_maps',
-           'predict_label_maps', 'predict_labels']
+           'labels_from_probabilities', 'given_candidates', 'predict_probabilities', 'background_threshold_of',
+           'predict_class_maps', 'predict_label_maps', 'predict_labels']
 
 # %% ../nbs/10c_predict.ipynb #3cc4901b
 def resized_size(height: int, width: int, short: int|None):
@@ -89,6 +89,14 @@ def _pipe_default(name):
 
 CANDIDATE_MODES = ("proposals", "all")
 
+def given_candidates(candidates, n_classes: int): # indices into the prompts; n_classes: how many prompts
+    "(C,) sorted distinct prompt indices of a `candidates` list: the classes a caller already knows to run."
+    if isinstance(candidates, torch.Tensor): candidates = candidates.tolist()
+    if not isinstance(candidates, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in candidates):
+        raise TypeError(f"`candidates` must be one of {CANDIDATE_MODES} or a list of prompt indices, got {candidates!r}")
+    if bad := [i for i in candidates if not 0 <= i < n_classes]: raise ValueError(f"`candidates`: indices {bad} are outside the {n_classes} prompts")
+    return torch.tensor(sorted(set(candidates)), dtype=torch.int64)
+
 def predict_probabilities(pipe,                  # a DiGSegPipeline (or any callable with its signature)
                           image: torch.Tensor,   # (3, H, W) in [0, 1]
                           classes: list,         # the K prompts
@@ -96,19 +104,20 @@ def predict_probabilities(pipe,                  # a DiGSegPipeline (or any call
                           crop_size=None,        # slide: window size, int or (h, w)
                           stride=None,           # slide: window step (default 2/3 of the crop)
                           generator: torch.Generator|None=None,
-                          candidates: str="proposals", # A.3 proposals on the whole image, or 'all' prompts
+                          candidates: str|list="proposals", # A.3 proposals on the whole image, 'all' prompts, or indices into `classes`
                           **pipe_kwargs):
     "((C, H, W) probabilities of the C candidate classes averaged over windows, (C,) their indices in `classes`) at the image's size."
     mode, crop_size, stride, _ = check_protocol(mode, crop_size, stride)
-    check_choice("candidates", candidates, CANDIDATE_MODES)
+    if isinstance(candidates, str): check_choice("candidates", candidates, CANDIDATE_MODES)
     if _pipe_default("processing_resolution") is not inspect.Parameter.empty:
         pipe_kwargs = {"processing_resolution": 0, **pipe_kwargs}  # the protocol owns the geometry: no second resize
     H, W = image.shape[-2:]
-    ids = torch.arange(len(classes))
+    ids = torch.arange(len(classes)) if isinstance(candidates, str) else given_candidates(candidates, len(classes))
     if candidates == "proposals" and callable(getattr(pipe, "propose", None)):   # a stand-in without CLIP runs every prompt
         thresholds = {k: pipe_kwargs[k] for k in ("global_threshold", "patch_threshold") if k in pipe_kwargs}
         ids = pipe.propose(image[None], classes, **thresholds)[0].nonzero()[:, 0].cpu()
     names = [classes[i] for i in ids.tolist()]
+    if not names: return torch.zeros(0, H, W), ids   # no candidate: every pixel is background
     windows = [(0, 0, H, W)] if mode == "whole" else slide_windows(H, W, crop_size, stride)
     total, count = torch.zeros(len(names), H, W), torch.zeros(H, W)
     for t, l, h, w in windows:

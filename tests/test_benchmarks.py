@@ -191,6 +191,7 @@ def test_prior_quality_measures_every_target(tmp_path):
         m, k = key.split(".")
         assert t["value"] == r[m][k] and t["met"] == (t["value"] >= t["target"]) and 0.0 <= t["value"] <= 1.0
     assert r["clip"]["images"] == 24 and r["held_out_seed"] not in (0, 1)   # no training world seed
+    assert 0.0 <= r["candidates"]["false_with_a_present_colour"] <= 1.0
 
 
 def test_prior_quality_finetuned_measures(tmp_path):
@@ -201,6 +202,12 @@ def test_prior_quality_finetuned_measures(tmp_path):
         assert 0.0 <= r[m]["seen"] <= 1.0 and 0.0 <= r[m]["unseen"] <= 1.0
         assert r["targets"][f"{m}.seen"] == {"value": r[m]["seen"], "target": 0.5, "met": r[m]["seen"] >= 0.5}
     assert (tmp_path/"runs"/"digseg_mini"/"model"/"model_index.json").is_file()
+    # the ceiling of perfect proposals: the same scorer with the classes each label shows as candidates
+    import prior_quality as pq
+    from digseg.pipeline import load_for_inference
+    ceiling = pq.score_pipeline(load_for_inference(tmp_path/"runs"/"digseg_mini"/"model"), 2, 2, candidates="present")
+    assert set(ceiling) == {"seen_present", "seen_present_mIoU", "unseen_present", "unseen_present_mIoU"}
+    assert all(0.0 <= v <= 1.0 for v in ceiling.values())
     with pytest.raises(SystemExit, match="no released models"):
         run("prior_quality", tmp_path, "--quick", "--only", "digseg_released")
 
