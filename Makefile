@@ -27,7 +27,7 @@ reproduce: install
 # Not part of the two README commands: how the shipped models were made. `digseg pretrain --config
 # configs/mini/prior.yaml` recreates pretrained/mini-sd and mini-clip (hours); `make release` fine-tunes the
 # released pretrained/digseg-mini and dedos-mini from them (the recipes of benchmarks/prior_quality.py, trained for
-# about an hour and half an hour), publishes them, scores them on held-out images and writes their model cards (~1.5 h on 2 cores).
+# about 100 and 20 minutes), publishes them, scores them on held-out images and writes their model cards (~2 h on 2 cores).
 release: install
 	$(BIN)/python benchmarks/prior_quality.py --only digseg_long,dedos_long,digseg_released,dedos_released --publish --cards
 

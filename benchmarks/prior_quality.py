@@ -48,9 +48,9 @@ HELD_OUT_SEED = 7
 MEASURES = ("clip", "candidates", "vae", "generation")
 FINETUNED = ("digseg_mini", "digseg_scratch", "dedos_mini", "digseg_long", "dedos_long", "digseg_released", "dedos_released")
 FINETUNE_STEPS = {"digseg_mini": 6000, "digseg_scratch": 6000, "dedos_mini": 1000,   # each <= 15 minutes on 2 quiet cores
-                  "digseg_long": 16000, "dedos_long": 2500}                           # the releases: half an hour and 20 minutes
+                  "digseg_long": 40000, "dedos_long": 2500}                           # the releases: about 100 and 20 minutes
 # What differs from the recipes' configs (configs/mini/train_recipe.yaml, dedos_train.yaml) and why: 10x more rendered
-# scenes (6000 to 16000 steps of 4 samples would see the 4000-scene split 6 to 16 times), and DiGSeg's lr halved (the
+# scenes (6000 to 40000 steps of 4 samples would see the 4000-scene split 6 to 40 times), and DiGSeg's lr halved (the
 # recipe's 1e-3 spiked and collapsed in a 7000-step run on 2026-12-03). DiGSeg's 15-minute measures take the release's
 # settings, so that the measure and the release differ only in length.
 _DIGSEG = {"data": {"size": 40000}, "train": {"learning_rate": 5.0e-4}}
