@@ -65,8 +65,8 @@ def update(work: Path, dest: Path):
     t0 = time.time()
     subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", str(ROOT), "HEAD"], check=True)
     commit = subprocess.run(["git", "-C", str(work), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    timed(["make", "install"], work, work.parent/"install.log")
-    timed(["make", "reproduce"], work, work.parent/"reproduce.log")
+    timed(["make", "install"], work, work.parent/f"update-{commit}-install.log")   # the fresh clone's logs stay
+    timed(["make", "reproduce"], work, work.parent/f"update-{commit}-reproduce.log")
     publish_report(work/"runs"/"mini", dest)
     rec = json.loads((dest/"reproduce.json").read_text())
     ran = [n for n, e in rec["experiments"].items() if not e.get("skipped")]

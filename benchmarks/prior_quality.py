@@ -106,19 +106,18 @@ def candidate_quality(clip, n_images: int, thresholds):
     from digseg.pipeline import candidates_from_similarities, PAPER_PROPOSAL_THRESHOLDS
     from digseg.prior import world_proposal_scores, world_class_names
     g, p, truth = world_proposal_scores(clip, MiniWorld("val", size=n_images, seed=HELD_OUT_SEED))
-    def score(t):
-        cand = candidates_from_similarities(g, p, *t)
+    def score(cand, t):
         hit, proposed, present = int((cand & truth).sum()), int(cand.sum()), int(truth.sum())
         return {"recall": hit/max(present, 1), "precision": hit/max(proposed, 1), "thresholds": [float(x) for x in t],
                 "candidates_per_image": proposed/n_images}
     # what the false candidates are: a class with the colour of an object in the image ("red square" beside a red circle)?
-    names = world_class_names()[1:]
-    colour = torch.tensor([[n.split()[0] == m.split()[0] for m in names] for n in names], dtype=torch.float32)
-    false = candidates_from_similarities(g, p, *thresholds) & ~truth
-    same_colour = false & ((truth.float() @ colour) > 0)
-    return {**score(thresholds), "images": n_images, "present_per_image": float(truth.sum())/n_images,
+    colours = colour_shape(world_class_names(), torch.arange(1, truth.shape[1] + 1))[0]
+    cand = candidates_from_similarities(g, p, *thresholds)
+    false = cand & ~truth
+    same_colour = false & ((truth.float() @ (colours[:, None] == colours[None]).float()) > 0)
+    return {**score(cand, thresholds), "images": n_images, "present_per_image": float(truth.sum())/n_images,
             "false_with_a_present_colour": int(same_colour.sum())/max(int(false.sum()), 1),
-            "paper_thresholds": score(PAPER_PROPOSAL_THRESHOLDS)}
+            "paper_thresholds": score(candidates_from_similarities(g, p, *PAPER_PROPOSAL_THRESHOLDS), PAPER_PROPOSAL_THRESHOLDS)}
 
 
 @torch.no_grad()

@@ -242,6 +242,19 @@ def test_prior_quality_scores_a_perfect_clip_as_perfect():
     assert (r["seen"], r["unseen"], r["colour"]) == (1.0, 0.0, 1.0) and r["top1"] == r["shape"] == pytest.approx(20/24), r
 
 
+def test_candidate_quality_counts_the_false_candidates_of_a_present_colour(monkeypatch):
+    "On made-up similarities: an image of a red circle proposing the red circle, a red square and a blue star."
+    import prior_quality as pq, digseg.prior
+    from digseg.data import world_class_names
+    names = world_class_names()[1:]
+    g = torch.zeros(1, len(names)); g[0, [names.index(n) for n in ("red circle", "red square", "blue star")]] = 0.9
+    truth = torch.zeros(1, len(names), dtype=torch.bool); truth[0, names.index("red circle")] = True
+    monkeypatch.setattr(digseg.prior, "world_proposal_scores", lambda clip, world: (g, torch.zeros_like(g), truth))
+    r = pq.candidate_quality(None, 1, (0.5, 0.5))
+    assert (r["recall"], r["precision"], r["candidates_per_image"]) == (1.0, pytest.approx(1/3), 3.0)
+    assert r["false_with_a_present_colour"] == 0.5   # the red square, not the blue star
+
+
 def test_readme_table_says_which_numbers_are_of_an_earlier_prior():
     "The README's table of the mini models copies the JSON's numbers, and marks a measure taken on another prior."
     import prior_quality as pq
