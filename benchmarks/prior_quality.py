@@ -228,6 +228,24 @@ def score_dedos(model, n_seen: int, n_unseen: int, out_dir: Path | None = None):
     return score(lambda ds, **kw: evaluate_dedos(model, ds, **kw), n_seen, n_unseen, out_dir)
 
 
+def dedos_errors(model, n: int):
+    "What a DEDOS model gets wrong on n held-out seen images: where the objects are (foreground IoU), or what they are."
+    from digseg.data import MiniWorld, world_class_names
+    names, ds = world_class_names(), MiniWorld("val", size=n, seed=HELD_OUT_SEED)
+    pred, lab = [], []
+    for i in range(0, n, 20):   # every class prompted, background included, as `evaluate_dedos`
+        items = [ds[j] for j in range(i, min(n, i + 20))]
+        pred.append(model.segment(torch.stack([it["image"] for it in items]), names).labels)
+        lab.append(torch.stack([torch.as_tensor(it["label"]).long() for it in items]))
+    pred, lab = torch.cat(pred), torch.cat(lab)
+    c, s = colour_shape(names, torch.arange(1, len(names)))
+    colour, shape = torch.cat([torch.tensor([-1]), c]), torch.cat([torch.tensor([-1]), s])   # label 0 is the background
+    obj = (pred > 0) & (lab > 0)   # object pixels labelled as some object
+    return {"foreground_iou": float(obj.sum() / ((pred > 0) | (lab > 0)).sum()),
+            "colour": float((colour[pred[obj]] == colour[lab[obj]]).float().mean()),
+            "shape": float((shape[pred[obj]] == shape[lab[obj]]).float().mean()), "images": n}
+
+
 def finetune(measure: str, runs: Path, quick: bool):
     "Train (or resume) the model of a fine-tuning measure; return (the model to score, training record)."
     from digseg.finetune import load_config, train_digseg
@@ -260,7 +278,8 @@ def measure_finetuned(measure: str, root: Path, runs: Path, quick: bool):
         folder = root/("digseg-mini" if measure.startswith("digseg") else "dedos-mini")
         if measure.startswith("dedos"):
             from digseg.dedos_train import load_dedos
-            return {**score_dedos(load_dedos(folder), *n), "folder": str(folder)}
+            model = load_dedos(folder)
+            return {**score_dedos(model, *n), "errors": dedos_errors(model, n[0]), "folder": str(folder)}
         from digseg.pipeline import load_for_inference
         pipe = load_for_inference(folder)
         return {**score_pipeline(pipe, *n), **score_pipeline(pipe, *n, candidates="present"), "folder": str(folder)}
@@ -403,6 +422,8 @@ def release_card(name: str, rec: dict):
             if k in src:
                 t = rec["targets"].get(f"{label}.{k}")
                 lines.append(f"| {label}.{k} | {src[k]:.4f} | {'>= ' + str(t['target']) if t else ''} | {('yes' if t['met'] else 'no') if t else ''} |")
+    if e := released.get("errors"):   # where the errors are (`dedos_errors`)
+        lines += [f"| {measure.split('_')[0]}_released.errors.{k} | {e[k]:.4f} |  |  |" for k in ("foreground_iou", "colour", "shape")]
     return "\n".join(lines) + "\n"
 
 
@@ -423,8 +444,11 @@ def _goal(rec: dict, keys: list):
 
 
 def _segments(r: dict):
+    e = r.get("errors")
     return f"seen mIoU_objects {r['seen']:.3f}, unseen {r['unseen']:.3f}" + (
-        f" (with the classes each image shows as candidates: {r['seen_present']:.3f} / {r['unseen_present']:.3f})" if "seen_present" in r else "")
+        f" (with the classes each image shows as candidates: {r['seen_present']:.3f} / {r['unseen_present']:.3f})" if "seen_present" in r else "") + (
+        f"; foreground IoU {e['foreground_iou']:.3f}, and of the object pixels labelled as an object, colour right {e['colour']:.1%}, "
+        f"shape right {e['shape']:.1%}" if e else "")
 
 
 def _budget(t: dict):

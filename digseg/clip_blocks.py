@@ -12,7 +12,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from .config import check_int, check_tensor
 
 # %% auto #0
-__all__ = ['clip_input', 'clip_tokens', 'clip_blocks', 'clip_dense', 'default_refine_layers']
+__all__ = ['clip_input', 'clip_tokens', 'clip_blocks', 'clip_dense', 'default_refine_layers', 'default_guide_layers']
 
 # %% ../nbs/11a_clip_blocks.ipynb #0d05862b
 def clip_input(visual,                   # an open_clip VisionTransformer
@@ -61,3 +61,11 @@ def default_refine_layers(num_blocks: int): # blocks in the CLIP ViT
     check_int("num_blocks", num_blocks, 2)
     taps = sorted({num_blocks*k//4 for k in (1, 2, 3)} & set(range(1, num_blocks)))   # blocks counted from 1
     return tuple(t - 1 for t in taps)
+
+# %% ../nbs/11a_clip_blocks.ipynb #8cfd8597
+def default_guide_layers(num_blocks: int,  # blocks in the CLIP ViT
+                         guides: int=2):   # finer levels to guide (CAT-Seg: 2, for 2x and 4x)
+    "0-based indices of the blocks that guide the finer levels, evenly spaced over the depth (CAT-Seg's 3 and 7 of 12)."
+    check_int("num_blocks", num_blocks, 1); check_int("guides", guides, 0)
+    if guides >= num_blocks + 1: raise ValueError(f"`guides` ({guides}) must be fewer than `num_blocks` + 1 ({num_blocks + 1})")
+    return tuple(int(num_blocks*k/(guides + 1) + 0.5) - 1 for k in range(1, guides + 1))   # rounded half up

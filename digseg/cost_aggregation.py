@@ -13,7 +13,8 @@ from .config import check_int
 
 # %% auto #0
 __all__ = ['linear_attention', 'LinearAttention', 'LinearTransformerBlock', 'window_partition', 'window_merge',
-           'GuidedWindowAttention', 'GuidedClassAttention', 'CostAggregation', 'PixelDecoder']
+           'GuidedWindowAttention', 'GuidedClassAttention', 'CostAggregation', 'sine_position_encoding', 'EncoderLayer',
+           'PixelDecoder']
 
 # %% ../nbs/11b_cost_aggregation.ipynb #a351b742
 def linear_attention(q: Tensor, k: Tensor, v: Tensor, # (B, N, h, d) queries; (B, M, h, d) keys; (B, M, h, e) values
@@ -170,6 +171,26 @@ def upsample(self: CostAggregation, agg: Tensor, # (B, K, h, w, C) aggregated co
         x = conv(torch.cat([x, guide(g).repeat_interleave(K, 0)], 1))
     return self.head(x)[:, 0].unflatten(0, (B, K))
 
+# %% ../nbs/11b_cost_aggregation.ipynb #20260153
+def sine_position_encoding(h: int, w: int, dim: int, device=None, dtype=None):
+    "DETR's 2-D sine/cosine position encoding of an h×w grid, (h·w, dim) (dim divisible by 4)."
+    if dim % 4: raise ValueError(f"`dim` must be divisible by 4, got {dim}")
+    y, x = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    freq = 10000 ** (torch.arange(dim // 4, device=device) / (dim // 4))
+    ang = lambda p, n: ((p.flatten()[:, None] + 0.5) / n * 2 * math.pi) / freq
+    return torch.cat([ang(y, h).sin(), ang(y, h).cos(), ang(x, w).sin(), ang(x, w).cos()], -1).to(dtype or torch.float32)
+
+class EncoderLayer(nn.Module):
+    "Self-attention over the grid with positions added to queries and keys, then an FFN (post-norm, as DETR's encoder)."
+    def __init__(self, dim: int, heads: int, ffn_dim: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, dim))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(2))
+    def forward(self, x: Tensor, pos: Tensor): # (B, P, dim) features, (P, dim) positions
+        x = self.norms[0](x + self.attn(x + pos, x + pos, x, need_weights=False)[0])
+        return self.norms[1](x + self.ffn(x))
+
 # %% ../nbs/11b_cost_aggregation.ipynb #7a45d214
 class PixelDecoder(nn.Module):
     "CLIP patch features → feature levels at 1×, 2×, 4×… the grid and per-pixel mask features, with CAT-Seg's cost aggregation and its per-class score maps."
@@ -178,22 +199,40 @@ class PixelDecoder(nn.Module):
                  num_levels: int=3,       # feature levels (each 2× the previous)
                  cost_dim: int=128, heads: int=8,
                  text_dim: int|None=None, # width of the class text embeddings (None: `width`)
-                 cost_blocks: int=2, cost_window: int=12, cost_heads: int=4):
+                 cost_blocks: int=2, cost_window: int=12, cost_heads: int=4,
+                 guide_width: int|None=None, # width of the intermediate CLIP blocks that guide the finer levels (None: none)
+                 enc_layers: int=0, ffn_dim: int=1024): # encoder layers over the grid (Mask2Former: 6) and their FFN width
         super().__init__()
         self.lateral = nn.Sequential(nn.Conv2d(width, dim, 1), _gn(dim))
+        self.encoder = nn.ModuleList(EncoderLayer(dim, heads, ffn_dim) for _ in range(check_int("enc_layers", enc_layers, 0)))
         self.cost = CostAggregation(dim, text_dim or width, cost_dim, cost_heads, cost_blocks, cost_window,
                                     upsamplings=check_int("num_levels", num_levels, 1) - 1)
         self.ups = nn.ModuleList(nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, stride=2), _gn(dim), nn.GELU())
                                  for _ in range(num_levels - 1))
+        # CAT-Seg brings block i's tokens to the 2^i level with one transposed convolution of stride 2^i; the
+        # GroupNorm (ours) puts the raw residual stream on the scale of the normalised levels it is added to
+        self.guides = None if guide_width is None else nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(check_int("guide_width", guide_width, 1), dim, 2**i, stride=2**i), _gn(dim))
+            for i in range(1, num_levels))
         self.mask_features = nn.Conv2d(dim, dim, 1)
 
     def forward(self, tokens: Tensor,     # CLIP patch tokens after ln_post, (B, h·w, width)
                 dense: Tensor,            # dense embeddings (B, h·w, E)
                 grid: tuple,              # (h, w)
-                text: Tensor):            # class text embeddings (K, E)
+                text: Tensor,             # class text embeddings (K, E)
+                inter: list|None=None):   # intermediate CLIP patch tokens, one (B, h·w, guide_width) per finer level
         "(levels [coarse … fine] each (B, dim, h·2^i, w·2^i), mask features (B, dim, finest), per-class cost logits (B, K, finest))."
-        x = self.lateral(tokens.transpose(1, 2).unflatten(2, grid))
-        agg, _ = self.cost.aggregate(x, dense.transpose(1, 2).unflatten(2, grid), text)
+        if (self.guides is None) != (inter is None) or (inter is not None and len(inter) != len(self.guides)):
+            want = "None (built without `guide_width`)" if self.guides is None else f"a list of {len(self.guides)} token tensors"
+            raise ValueError(f"`inter` must be {want}, got {'None' if inter is None else f'{len(inter)} tensors'}")
+        grid_map = lambda t: t.transpose(1, 2).unflatten(2, grid)
+        x = self.lateral(grid_map(tokens))
+        if len(self.encoder):
+            t, pos = x.flatten(2).transpose(1, 2), sine_position_encoding(*grid, x.shape[1], x.device, x.dtype)
+            for layer in self.encoder: t = layer(t, pos)
+            x = t.transpose(1, 2).unflatten(2, grid)
+        agg, _ = self.cost.aggregate(x, grid_map(dense), text)
         levels = [self.cost.fused(x, agg)]
-        for up in self.ups: levels.append(up(levels[-1]))
+        for i, up in enumerate(self.ups):
+            levels.append(up(levels[-1]) if inter is None else up(levels[-1]) + self.guides[i](grid_map(inter[i]).to(x.dtype)))
         return levels, self.mask_features(levels[-1]), self.cost.upsample(agg, levels[1:])

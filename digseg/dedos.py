@@ -19,7 +19,7 @@ from .latents import encode_image, decode_pixels
 from .sampler import make_train_scheduler, PREDICTION_TYPES
 from .data import augment
 from .models import build_unet, build_vae
-from .clip_blocks import clip_input, clip_tokens, clip_blocks, clip_dense, default_refine_layers
+from .clip_blocks import clip_input, clip_tokens, clip_blocks, clip_dense, default_refine_layers, default_guide_layers
 from .cost_aggregation import PixelDecoder
 from .mask2former import MaskedTransformerDecoder, set_loss, cost_loss, targets_at, mask_losses
 
@@ -55,10 +55,13 @@ class DEDOSConfig:
     # CLIP (§3.5, §3.6)
     refine_layers: tuple|None = None    # CLIP blocks after which Eq. 13–14 refine (None: at 1/4, 1/2, 3/4 depth)
     consist_layers: tuple|None = None   # CLIP blocks compared by L_consist (None: refine_layers)
+    guide_layers: tuple|None = None     # CLIP blocks that guide the 2x, 4x ... levels (None: CAT-Seg's, at 1/3 and 2/3 depth; (): none)
     clip_size: int|None = None          # CLIP input side (None: the image's, rounded to the patch size)
     clip_trainable: str = "none"        # image-tower parameters trained: 'none', 'qv' (CAT-Seg's), 'attention' or 'all'
     # decoder (§3.6, §4.2)
     dim: int = 256; heads: int = 8; dec_layers: int = 9; ffn_dim: int = 2048
+    enc_layers: int = 6                 # the pixel decoder's encoder layers over the CLIP grid (Mask2Former: 6)
+    enc_ffn_dim: int = 1024             # their FFN width (Mask2Former's encoder: 1024)
     num_levels: int = 3                 # feature levels of the pixel decoder (1x, 2x, 4x the CLIP grid)
     cost_dim: int = 128                 # width of the cost-aggregation embeddings (CAT-Seg: 128)
     cost_blocks: int = 2                # aggregation blocks, spatial then class (CAT-Seg: 2)
@@ -75,8 +78,8 @@ class DEDOSConfig:
     ignore_index: int = 255
 
     def __post_init__(self):
-        for k in ("n1", "n2", "c1", "c2", "proxy_heads", "dim", "heads", "ffn_dim", "num_levels", "cost_dim", "cost_blocks", "cost_window", "cost_heads"): check_int(k, getattr(self, k), 1)
-        check_int("dec_layers", self.dec_layers, 0); check_int("text_layers", self.text_layers, 0)
+        for k in ("n1", "n2", "c1", "c2", "proxy_heads", "dim", "heads", "ffn_dim", "enc_ffn_dim", "num_levels", "cost_dim", "cost_blocks", "cost_window", "cost_heads"): check_int(k, getattr(self, k), 1)
+        check_int("dec_layers", self.dec_layers, 0); check_int("text_layers", self.text_layers, 0); check_int("enc_layers", self.enc_layers, 0)
         check_choice("unet_layers", self.unet_layers, UNET_LAYER_SETS); check_choice("mask_mode", self.mask_mode, MASK_MODES)
         check_choice("inference_queries", self.inference_queries, INFERENCE_QUERIES)
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
@@ -90,6 +93,10 @@ class DEDOSConfig:
         self.timesteps = tuple(self.timesteps)
         if self.refine_layers is not None: self.refine_layers = tuple(self.refine_layers)
         if self.consist_layers is not None: self.consist_layers = tuple(self.consist_layers)
+        if self.guide_layers is not None:
+            self.guide_layers = tuple(self.guide_layers)
+            if self.guide_layers and len(self.guide_layers) != self.num_levels - 1:
+                raise ValueError(f"`guide_layers` must name one CLIP block per finer level ({self.num_levels - 1}) or none, got {self.guide_layers}")
 
     @property
     def num_queries(self): return self.n1 * self.n2
@@ -190,7 +197,9 @@ class DEDOSModel(nn.Module):
         visual = clip.model.visual; width, blocks = visual.transformer.width, len(visual.transformer.resblocks)
         self.refine_layers = cfg.refine_layers if cfg.refine_layers is not None else default_refine_layers(blocks)
         self.consist_layers = cfg.consist_layers if cfg.consist_layers is not None else self.refine_layers
-        for name, ls, hi in (("refine_layers", self.refine_layers, blocks - 2), ("consist_layers", self.consist_layers, blocks - 1)):
+        self.guide_layers = cfg.guide_layers if cfg.guide_layers is not None else default_guide_layers(blocks, cfg.num_levels - 1)
+        for name, ls, hi in (("refine_layers", self.refine_layers, blocks - 2), ("consist_layers", self.consist_layers, blocks - 1),
+                             ("guide_layers", self.guide_layers, blocks - 1)):
             for l in ls: check_int(name, l, 0, hi)
         self.scheduler = make_train_scheduler(cfg.prediction_type)
         self.proxy = self.refinement = self.texture = None
@@ -201,7 +210,8 @@ class DEDOSModel(nn.Module):
             self.refinement = FeatureRefinement(cfg.dim, width, self.refine_layers)
             if cfg.decoupling: self.texture = TextureSeparation(cfg.dim, width, self.consist_layers, cfg.dim)
         self.pixel_decoder = PixelDecoder(width, cfg.dim, cfg.num_levels, cfg.cost_dim, cfg.heads, clip.embed_dim,
-                                          cfg.cost_blocks, cfg.cost_window, cfg.cost_heads)
+                                          cfg.cost_blocks, cfg.cost_window, cfg.cost_heads, width if self.guide_layers else None,
+                                          cfg.enc_layers, cfg.enc_ffn_dim)
         self.decoder = MaskedTransformerDecoder(cfg.dim, cfg.heads, cfg.dec_layers, cfg.ffn_dim, cfg.num_levels, cfg.num_queries,
                                    clip.embed_dim, cfg.text_layers if cfg.text_interaction else 0, learned_queries=not cfg.proxy)
         self.register_buffer("null_text", self._null_text(null_text), persistent=False)
@@ -262,15 +272,16 @@ def text_embeddings(self: DEDOSModel, class_names: list):
 
 @patch
 def _clip_forward(self: DEDOSModel, images: Tensor, q: Tensor|None):
-    "CLIP on `images`, refined by Q after the chosen blocks when Q is given: (patch tokens, dense embeddings, grid)."
+    "CLIP on `images`, refined by Q after the chosen blocks when Q is given: (patch tokens, dense embeddings, grid, guide blocks' patch tokens or None)."
     visual = self.clip.model.visual
     tokens, grid = clip_tokens(visual, clip_input(visual, images, self.cfg.clip_size))
     hook = None
     if q is not None and self.refinement is not None:
         q_hat = self.refinement.mlp(q.to(tokens.dtype))
         hook = lambda i, x: self.refinement(i, x, q_hat, grid) if i in self.refinement.layers else x
-    x, _ = clip_blocks(visual, tokens, hook)
-    return *clip_dense(visual, x), grid
+    x, kept = clip_blocks(visual, tokens, hook, keep=self.guide_layers)
+    inter = [kept[l][:, 1:] for l in self.guide_layers] or None   # without the class token, as CAT-Seg
+    return *clip_dense(visual, x), grid, inter
 
 # %% ../nbs/12_dedos.ipynb #4f63f736
 def _check_model_inputs(images, labels, class_names):
@@ -296,8 +307,8 @@ def _queries(self: DEDOSModel, images: Tensor, diffusion: bool):
 @patch
 def _predict(self: DEDOSModel, images: Tensor, text: Tensor, po: ProxyOutput|None):
     "(decoder predictions [(class logits, mask logits)] coarse to final, cost-aggregation class logits (B, K, h, w))."
-    tokens, dense, grid = self._clip_forward(images, None if po is None else po.queries)
-    levels, mask_features, cost_logits = self.pixel_decoder(tokens, dense, grid, text)
+    tokens, dense, grid, inter = self._clip_forward(images, None if po is None else po.queries)
+    levels, mask_features, cost_logits = self.pixel_decoder(tokens, dense, grid, text, inter)
     return self.decoder(None if po is None else po.queries.to(tokens.dtype), levels, mask_features, text), cost_logits
 
 # %% ../nbs/12_dedos.ipynb #37afac38
@@ -375,7 +386,7 @@ def segment(self: DEDOSModel,
     return DEDOSOutput(scores.argmax(1), scores / scores.sum(1, keepdim=True).clamp_min(1e-8), scores, list(class_names))
 
 # %% ../nbs/12_dedos.ipynb #04ced49f
-TINY_DEDOS_CONFIG = dict(n1=2, n2=4, c1=4, c2=8, proxy_heads=2, dim=32, heads=2, dec_layers=3, ffn_dim=64,
+TINY_DEDOS_CONFIG = dict(n1=2, n2=4, c1=4, c2=8, proxy_heads=2, dim=32, heads=2, dec_layers=3, enc_layers=1, enc_ffn_dim=64, ffn_dim=64,
                          cost_dim=16, cost_blocks=1, cost_window=4, cost_heads=2, text_layers=1)
 
 def build_tiny_dedos(seed: int=0,        # weight-init seed

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, os, shutil
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, replace, fields
 from pathlib import Path
 from types import SimpleNamespace
 import torch
@@ -23,13 +23,13 @@ from .train import Trainer, TrainConfig
 from .evaluate import evaluate
 
 # %% auto #0
-__all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'CALIBRATION_IMAGES', 'DEDOS_PARTS', 'dedos_config',
-           'null_text_states', 'save_null_text', 'build_dedos', 'build_semantic_data', 'save_dedos', 'load_dedos',
-           'calibrate_memory', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'dedos_folder_config', 'frozen',
-           'dedos_efficiency', 'dedos_parameter_table']
+__all__ = ['MINI_DEDOS_CONFIG', 'SPEC_SIZES', 'WEIGHTS_NAME', 'CONFIG_NAME', 'LEGACY_DEDOS', 'CALIBRATION_IMAGES', 'DEDOS_PARTS',
+           'dedos_config', 'null_text_states', 'save_null_text', 'build_dedos', 'build_semantic_data', 'save_dedos',
+           'load_dedos', 'calibrate_memory', 'train_dedos', 'DEDOSSegmenter', 'evaluate_dedos', 'dedos_folder_config',
+           'frozen', 'dedos_efficiency', 'dedos_parameter_table']
 
 # %% ../nbs/13_dedos_train.ipynb #ce2c7cff
-MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, ffn_dim=128,
+MINI_DEDOS_CONFIG = dict(n1=4, n2=5, c1=8, c2=8, proxy_heads=4, dim=64, heads=4, dec_layers=3, enc_layers=2, enc_ffn_dim=128, ffn_dim=128,
                          cost_dim=32, text_layers=1)
 SPEC_SIZES = {"tiny": TINY_DEDOS_CONFIG, "mini": MINI_DEDOS_CONFIG, "sd2": {}}
 
@@ -148,6 +148,10 @@ def save_dedos(model: DEDOSModel,   # a trained DEDOS
     shutil.rmtree(folder, ignore_errors=True); os.replace(tmp, folder)
     return folder
 
+# DEDOSConfig fields added after models were first saved, with the value that rebuilds a model saved before them
+LEGACY_DEDOS = {"guide_layers": (),  # the pixel decoder's finer levels read no intermediate CLIP blocks
+                "enc_layers": 0}     # and it has no encoder
+
 def load_dedos(folder): # a folder written by `save_dedos`
     "The trained `DEDOSModel` of a folder, in eval mode."
     from safetensors.torch import load_file
@@ -155,7 +159,11 @@ def load_dedos(folder): # a folder written by `save_dedos`
     for f in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder/f).is_file(): raise FileNotFoundError(f"`folder`: {folder} has no {f} (not written by save_dedos?)")
     rec = json.loads((folder/CONFIG_NAME).read_text())
-    model = build_dedos(rec["model"])
+    spec = rec["model"]
+    if rec.get("dedos") is not None:   # the architecture as saved, not as today's package defaults would resolve it
+        known = {f.name for f in fields(DEDOSConfig)}
+        spec = {**spec, "dedos": {k: v for k, v in {**LEGACY_DEDOS, **rec["dedos"]}.items() if k in known}}
+    model = build_dedos(spec)
     state, expected = load_file(str(folder/WEIGHTS_NAME)), _trained_state(model)
     if set(state) != set(expected):
         raise ValueError(f"`folder`: {folder} does not match the model its config builds: missing {sorted(set(expected) - set(state))[:3]}, "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, hashlib, json, os, tempfile
 from pathlib import Path
 import yaml
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, asdict
 from .config import project_root, runs_dir, get_profile, check_choice, check_int, data_root, default_device, atomic_write
 from .prior import prior_fingerprint, release_fingerprint, shipped_models
 from .pipeline import load_for_inference
@@ -17,15 +17,16 @@ from .train import list_checkpoints, load_checkpoint
 from .data import MiniWorld, WorldConfig, class_subsets
 from .evaluate import evaluate, TAU_BG_GRID, choose_background_threshold
 from .benchmarks import eval_protocol
-from .dedos_train import train_dedos, load_dedos, evaluate_dedos, CONFIG_NAME
+from .dedos_train import train_dedos, load_dedos, evaluate_dedos, dedos_config, CONFIG_NAME
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'SMOKE_TRAIN', 'SMOKE_EVAL', 'RELEASE_RECIPES', 'merge', 'in_test', 'injected_config', 'Experiment',
-           'EvalSpec', 'TrainSpec', 'prior_key', 'release_config', 'train_config', 'train_model', 'seed_variant',
-           'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable', 'eval_dataset', 'eval_settings',
-           'eval_home', 'run_eval', 'train_dedos_model', 'run_dedos_eval', 'run_calibration', 'paper_numbers',
-           'paper_value', 'row', 'seeded_row', 'mean_sd', 'write_results', 'save_figure', 'grouped_bars']
+           'EvalSpec', 'TrainSpec', 'prior_key', 'architecture_key', 'release_config', 'train_config', 'train_model',
+           'seed_variant', 'experiment_models', 'missing_inputs', 'checkpoints_of', 'load_trainable', 'eval_dataset',
+           'eval_settings', 'eval_home', 'run_eval', 'train_dedos_model', 'run_dedos_eval', 'run_calibration',
+           'paper_numbers', 'paper_value', 'row', 'seeded_row', 'mean_sd', 'write_results', 'save_figure',
+           'grouped_bars']
 
 # %% ../nbs/20_experiments.ipynb #847a8044
 EXPERIMENTS = {
@@ -158,6 +159,11 @@ def prior_key(cfg: dict): # a training config
     if m.get("spec") != "mini" or m.get("base"): return None
     return prior_fingerprint(m.get("prior_dir"))
 
+def architecture_key(cfg: dict): # a training config
+    "Every field of the `DEDOSConfig` a DEDOS config resolves to, package defaults included; None for DiGSeg."
+    m = cfg.get("model") or {}
+    return asdict(dedos_config(m)) if m.get("method") == "dedos" else None
+
 RELEASE_RECIPES = {"digseg-mini": "train_recipe.yaml", "dedos-mini": "dedos_train.yaml"}   # the base each was trained from (`make release`)
 
 def release_config(name: str): # a folder of pretrained/, e.g. 'digseg-mini'
@@ -181,7 +187,10 @@ def train_config(exp: Experiment,          # the experiment asking
     cfg = merge(merge(yaml.safe_load(Path(p).read_text()), spec.get("overrides")), variant)
     if exp.smoke: cfg = merge(cfg, SMOKE_TRAIN)
     cfg.get("train", {}).pop("output_dir", None)
-    key = hashlib.sha256(json.dumps([cfg, prior_key(cfg)], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    # a DEDOS model is keyed by its resolved architecture too: a new package default (a new DEDOSConfig field) is
+    # another model, never one loaded from a folder trained without it; DiGSeg's keys stay as they were
+    arch = architecture_key(cfg)
+    key = hashlib.sha256(json.dumps([cfg, prior_key(cfg)] + ([arch] if arch else []), sort_keys=True, default=str).encode()).hexdigest()[:12]
     cfg.setdefault("train", {})["output_dir"] = str(exp.models_root/key)
     return cfg
 

@@ -13,22 +13,13 @@ from fastcore.basics import patch
 from scipy.optimize import linear_sum_assignment
 from .config import check_int, check_tensor
 from .proxy import attention_mask
-from .cost_aggregation import LinearTransformerBlock
+from .cost_aggregation import LinearTransformerBlock, sine_position_encoding   # the pixel decoder's encoder uses it too
 
 # %% auto #0
-__all__ = ['sine_position_encoding', 'MaskedDecoderLayer', 'MaskedTransformerDecoder', 'semantic_targets', 'resize_targets',
-           'pairwise_mask_costs', 'hungarian_match', 'match_predictions', 'targets_at', 'mask_losses', 'class_loss',
-           'set_loss', 'cost_loss']
+__all__ = ['MaskedDecoderLayer', 'MaskedTransformerDecoder', 'semantic_targets', 'resize_targets', 'pairwise_mask_costs',
+           'hungarian_match', 'match_predictions', 'targets_at', 'mask_losses', 'class_loss', 'set_loss', 'cost_loss']
 
 # %% ../nbs/11c_mask2former.ipynb #8bfccdcd
-def sine_position_encoding(h: int, w: int, dim: int, device=None, dtype=None):
-    "DETR's 2-D sine/cosine position encoding of an h×w grid, (h·w, dim) (dim divisible by 4)."
-    if dim % 4: raise ValueError(f"`dim` must be divisible by 4, got {dim}")
-    y, x = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    freq = 10000 ** (torch.arange(dim // 4, device=device) / (dim // 4))
-    ang = lambda p, n: ((p.flatten()[:, None] + 0.5) / n * 2 * math.pi) / freq
-    return torch.cat([ang(y, h).sin(), ang(y, h).cos(), ang(x, w).sin(), ang(x, w).cos()], -1).to(dtype or torch.float32)
-
 class MaskedDecoderLayer(nn.Module):
     "Mask2Former decoder layer: masked cross-attention, self-attention, FFN (post-norm)."
     def __init__(self, dim: int, heads: int, ffn_dim: int):
