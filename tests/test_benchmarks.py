@@ -255,6 +255,27 @@ def test_candidate_quality_counts_the_false_candidates_of_a_present_colour(monke
     assert r["false_with_a_present_colour"] == 0.5   # the red square, not the blue star
 
 
+def test_dedos_errors_tells_where_from_what():
+    "On made-up segmenters: one that finds every object but names the wrong shape of the right colour, one exact."
+    import prior_quality as pq
+    from types import SimpleNamespace
+    from digseg.data import MiniWorld, world_class_names
+    names, n = world_class_names(), 3
+    assert names[1:7] == ["red circle", "red square", "red triangle", "red star", "red ring", "red cross"]   # 6 shapes a colour
+    labels = [torch.as_tensor(MiniWorld("val", size=n, seed=pq.HELD_OUT_SEED)[i]["label"]).long() for i in range(n)]
+    other_shape = lambda l: torch.where(l > 0, (l - 1)//6*6 + l % 6 + 1, l)   # same colour, next shape (cross -> circle)
+    class Made:
+        def __init__(self, f): self.f, self.i = f, 0
+        def segment(self, images, classes):
+            assert list(classes) == names   # every class prompted, background included
+            out = torch.stack([self.f(l) for l in labels[self.i:self.i + len(images)]]); self.i += len(images)
+            return SimpleNamespace(labels=out)
+    assert pq.dedos_errors(Made(other_shape), n) == {"foreground_iou": 1.0, "colour": 1.0, "shape": 0.0, "images": n}
+    assert pq.dedos_errors(Made(lambda l: l), n) == {"foreground_iou": 1.0, "colour": 1.0, "shape": 1.0, "images": n}
+    half = pq.dedos_errors(Made(lambda l: torch.where(torch.arange(64)[None] < 32, l, 0)), n)   # objects in the left half only
+    assert 0.0 < half["foreground_iou"] < 1.0 and half["colour"] == half["shape"] == 1.0
+
+
 def test_readme_table_says_which_numbers_are_of_an_earlier_prior():
     "The README's table of the mini models copies the JSON's numbers, and marks a measure taken on another prior."
     import prior_quality as pq
