@@ -318,3 +318,29 @@ def test_fresh_clone_update_needs_an_earlier_run_and_its_timings(tmp_path):
     (tmp_path/"dest").mkdir(); (tmp_path/"dest"/"reproduce.json").write_text('{"wall_seconds": 1}')
     with pytest.raises(SystemExit, match="no fresh-clone timings"): fc.main(["--update", str(tmp_path), "--dest", str(tmp_path/"dest")])
     assert (tmp_path/"dest"/"reproduce.json").read_text() == '{"wall_seconds": 1}'   # nothing published
+
+
+def test_proposal_cost_scores_each_candidate_rule(tmp_path):
+    "The proposal-cost study scores present / all / the pipeline's thresholds / a tau sweep from one pass of every prompt."
+    import proposal_cost as pc
+    rec, r = run("proposal_cost", tmp_path, "--quick")
+    rules = [x["rule"] for x in r["rows"]]
+    assert rules[:3] == ["present", "all", "pipeline"] and len(rules) == 3 + len(pc.GLOBAL_SWEEP)
+    assert r["world_seed"] == pc.CALIBRATION_SEED and pc.CALIBRATION_SEED not in (0, 1, 7)
+    by = {x["rule"]: x for x in r["rows"]}
+    assert by["present"]["recall"] == 1.0 and by["present"]["precision"] == 1.0 and by["all"]["recall"] == 1.0
+    assert all(0.0 <= x["mIoU_objects"] <= 1.0 for x in r["rows"]) and r["best_sweep"] in rules
+
+
+def test_proposal_cost_rule_scores_follow_the_candidates():
+    "Made-up maps: the true class wins where it is a candidate; a confident false class steals its pixels when proposed."
+    from proposal_cost import rule_scores, proposal_stats
+    names = ["background", "red circle", "red square"]
+    label = torch.zeros(4, 4, dtype=torch.int64); label[:2] = 1                       # top half: a red circle
+    maps = torch.zeros(2, 4, 4); maps[0, :2] = 0.8; maps[1, :2] = 0.9                 # 'red square' is more confident there
+    right, both = torch.tensor([[True, False]]), torch.tensor([[True, True]])
+    assert rule_scores([maps], [label], right, [1, 2], names, ["red circle"]) == 1.0
+    assert rule_scores([maps], [label], both, [1, 2], names, ["red circle"]) == 0.0
+    present = torch.tensor([[True, False]])
+    assert proposal_stats(both, present) == {"recall": 1.0, "precision": 0.5, "candidates_per_image": 2.0}
+    with pytest.raises(ValueError, match="candidates"): rule_scores([maps], [label], torch.ones(1, 3, dtype=torch.bool), [1, 2], names, ["red circle"])
