@@ -89,7 +89,9 @@ def main(argv=None):
     n = 3 if args.quick else args.images
     pipe = build_tiny_pipeline(seed=args.seed) if args.quick else DiGSegPipeline.from_pretrained(args.model)
     ds = MiniWorld("val", size=n, seed=args.world_seed, cfg=WorldConfig(image_size=32) if args.quick else None)
-    rec, t0 = {"machine": C.machine(args.device), "model": "random tiny" if args.quick else args.model,
+    model = Path(args.model).resolve()
+    shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model)   # a repo path reads the same on every machine
+    rec, t0 = {"machine": C.machine(args.device), "model": "random tiny" if args.quick else shown,
                "world_seed": args.world_seed, "images": n, "protocol": "1-step trailing, E = 1, tau_bg 0.7"}, time.time()
     maps, labels, g, pp, prompt_ids = class_maps(pipe, ds, n)
     present = torch.stack([torch.tensor([bool((l == i).any()) for i in prompt_ids]) for l in labels])
