@@ -59,21 +59,18 @@ def proposal_stats(candidates: torch.Tensor, present: torch.Tensor):
 
 @torch.no_grad()
 def class_maps(pipe, dataset, n: int):
-    "Every prompt's (K, H, W) map of the first n images (release protocol), their labels, CLIP's similarities, the prompts."
+    "Every prompt's (K, H, W) map of the first n images (release protocol) and their labels, the prompts' dataset ids."
     from digseg.evaluate import prompt_classes, _image_seed
-    from digseg.pipeline import proposal_similarities
     from digseg.predict import predict_class_maps
     prompt_ids, prompts = prompt_classes(list(dataset.class_names), "background", None)
-    text = pipe.vocabulary_embeddings(prompts)
-    maps, labels, g, p = [], [], [], []
+    maps, labels = [], []
     for i in range(n):
         it = dataset[i]
         gen = torch.Generator().manual_seed(_image_seed(0, it["id"]))
         m, _ = predict_class_maps(pipe, it["image"], prompts, candidates="all", generator=gen,
                                   num_inference_steps=1, timestep_spacing="trailing", ensemble_size=1)
-        gs, ps = proposal_similarities(pipe.clip, it["image"][None], text)
-        maps.append(m.half()); labels.append(it["label"]); g.append(gs[0]); p.append(ps[0])
-    return maps, labels, torch.stack(g), torch.stack(p), prompt_ids
+        maps.append(m.half()); labels.append(it["label"])
+    return maps, labels, prompt_ids
 
 
 def main(argv=None):
@@ -85,6 +82,7 @@ def main(argv=None):
     C.setup(args)
     from digseg.data import MiniWorld, WorldConfig, class_subsets
     from digseg.pipeline import DiGSegPipeline, build_tiny_pipeline, candidates_from_similarities
+    from digseg.prior import world_proposal_scores
     if args.images < 1: raise SystemExit(f"--images must be >= 1, got {args.images}")
     n = 3 if args.quick else args.images
     pipe = build_tiny_pipeline(seed=args.seed) if args.quick else DiGSegPipeline.from_pretrained(args.model)
@@ -93,7 +91,8 @@ def main(argv=None):
     shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model)   # a repo path reads the same on every machine
     rec, t0 = {"machine": C.machine(args.device), "model": "random tiny" if args.quick else shown,
                "world_seed": args.world_seed, "images": n, "protocol": "1-step trailing, E = 1, tau_bg 0.7"}, time.time()
-    maps, labels, g, pp, prompt_ids = class_maps(pipe, ds, n)
+    maps, labels, prompt_ids = class_maps(pipe, ds, n)
+    g, pp, _ = world_proposal_scores(pipe.clip, ds)   # CLIP's similarities, batched, as the calibration computes them
     present = torch.stack([torch.tensor([bool((l == i).any()) for i in prompt_ids]) for l in labels])
     tau, tau_patch = pipe.proposal_thresholds
     rules = {"present": present, "all": torch.ones_like(present),
