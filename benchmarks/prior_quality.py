@@ -99,6 +99,13 @@ def clip_zero_shot(clip, n_per_class: int):
             "unseen": float(hit[held_out].float().mean()), "images": len(ids), "chance": 1/(len(names) - 1)}
 
 
+def proposal_stats(candidates: torch.Tensor, present: torch.Tensor):
+    "Recall of the present classes, precision of the candidates (both pooled over images), candidates per image."
+    hit = int((candidates & present).sum())
+    return {"recall": hit/max(1, int(present.sum())), "precision": hit/max(1, int(candidates.sum())),
+            "candidates_per_image": int(candidates.sum())/len(candidates)}
+
+
 @torch.no_grad()
 def candidate_quality(clip, n_images: int, thresholds):
     "Recall and precision of A.3's proposals at `thresholds` (tau, tau_patch) and at the paper's, pooled over images."
@@ -106,10 +113,7 @@ def candidate_quality(clip, n_images: int, thresholds):
     from digseg.pipeline import candidates_from_similarities, PAPER_PROPOSAL_THRESHOLDS
     from digseg.prior import world_proposal_scores, world_class_names
     g, p, truth = world_proposal_scores(clip, MiniWorld("val", size=n_images, seed=HELD_OUT_SEED))
-    def score(cand, t):
-        hit, proposed, present = int((cand & truth).sum()), int(cand.sum()), int(truth.sum())
-        return {"recall": hit/max(present, 1), "precision": hit/max(proposed, 1), "thresholds": [float(x) for x in t],
-                "candidates_per_image": proposed/n_images}
+    score = lambda cand, t: {**proposal_stats(cand, truth), "thresholds": [float(x) for x in t]}
     # what the false candidates are: a class with the colour of an object in the image ("red square" beside a red circle)?
     colours = colour_shape(world_class_names(), torch.arange(1, truth.shape[1] + 1))[0]
     cand = candidates_from_similarities(g, p, *thresholds)

@@ -25,6 +25,7 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench as C
+from prior_quality import proposal_stats   # the same recall / precision as the release cards
 import torch
 
 NAME = "proposal_cost"
@@ -48,13 +49,6 @@ def rule_scores(maps: list, labels: list, candidates: torch.Tensor, prompt_ids: 
         pred = labels_from_probabilities(m[ids].float(), ids, tuple(lab.shape), background_threshold)
         cm.update(to_dataset_labels(pred, prompt_ids, bg).numpy(), lab.numpy())
     return _subset_means(cm.compute(), class_names, {"objects": subset})["mIoU_objects"]
-
-
-def proposal_stats(candidates: torch.Tensor, present: torch.Tensor):
-    "Recall of the present classes, precision of the candidates, candidates per image."
-    hit = (candidates & present).sum().item()
-    return {"recall": hit / max(1, present.sum().item()), "precision": hit / max(1, candidates.sum().item()),
-            "candidates_per_image": candidates.sum().item() / len(candidates)}
 
 
 @torch.no_grad()
