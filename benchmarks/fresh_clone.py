@@ -21,8 +21,10 @@ HEAD, so uncommitted changes are not measured. On success it replaces the publis
 `benchmarks/results/reproduce_mini/` (`digseg.report.publish_report`; the `quick/` report is measured
 separately and kept) and adds the clone's timings to its `reproduce.json`.
 """
-import argparse, json, shutil, subprocess, tempfile, time
+import argparse, json, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import cpu_name   # the minutes depend on the machine: a step of the mini recipe took 0.16 s on one 2-core VM, 0.68 s on another
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +64,7 @@ def main(argv=None):
         if old.name != "quick": shutil.rmtree(old) if old.is_dir() else old.unlink()
     publish_report(work/"runs"/"mini", dest)
     rec = json.loads((dest/"reproduce.json").read_text())
-    rec.update(fresh_clone_seconds=round(total), install_seconds=round(install), make_reproduce_seconds=round(reproduce),
+    rec.update(fresh_clone_seconds=round(total), install_seconds=round(install), make_reproduce_seconds=round(reproduce), cpu=cpu_name(),
                command="git clone; make install; make reproduce (benchmarks/fresh_clone.py; 2 cores, nothing else running)")
     (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
     print(f"fresh clone: {total/60:.1f} min (install {install/60:.1f}, make reproduce {reproduce/60:.1f}); published {dest}")
@@ -86,7 +88,7 @@ def update(work: Path, dest: Path):
     keep = ("fresh_clone_seconds", "install_seconds", "make_reproduce_seconds", "command")
     rec.update({k: first[k] for k in keep if k in first},
                updates=first.get("updates", []) + [{"commit": commit, "seconds": round(time.time() - t0), "rerun": ran,
-                                                    "finished": rec.get("finished")}])
+                                                    "finished": rec.get("finished"), "cpu": cpu_name()}])
     (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
     print(f"updated to {commit} in {(time.time() - t0)/60:.1f} min, rerunning {ran}; published {dest}")
 
@@ -108,7 +110,7 @@ def resume(work: Path, dest: Path, stopped_after: float, why: str):
         if old.name != "quick": shutil.rmtree(old) if old.is_dir() else old.unlink()
     publish_report(work/"runs"/"mini", dest)
     rec = json.loads((dest/"reproduce.json").read_text())
-    rec.update(fresh_clone_seconds=round(stopped_after + second), make_reproduce_seconds=None, install_seconds=None,
+    rec.update(fresh_clone_seconds=round(stopped_after + second), make_reproduce_seconds=None, install_seconds=None, cpu=cpu_name(),
                sittings=[{"commit": first, "seconds": round(stopped_after), "stopped": True, "why": why},
                          {"commit": commit, "seconds": round(second), "make_reproduce_seconds": round(reproduce)}],
                command="git clone; make install; make reproduce, stopped and resumed (benchmarks/fresh_clone.py --resume; 2 cores)")
