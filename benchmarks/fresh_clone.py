@@ -3,18 +3,18 @@
     python benchmarks/fresh_clone.py                     # clone HEAD, make install, make reproduce, publish
     python benchmarks/fresh_clone.py --work /tmp/repro   # where the clone goes (default: a temporary folder)
     python benchmarks/fresh_clone.py --update /tmp/repro # bring that clone to HEAD and run `make reproduce` again
-    python benchmarks/fresh_clone.py --resume /tmp/repro --stopped-after 5231 --why "..."   # finish a stopped run
+    python benchmarks/fresh_clone.py --resume /tmp/repro --stopped 3e8c714 5231 "why"   # finish a stopped run
 
 `--update` keeps the clone's runs: `make reproduce` then reruns only the experiments whose notebook, config,
 trained models, prior or scored released models changed (each experiment's fingerprint), which is how a new
 release is re-scored without the hour of training that did not change. The published `reproduce.json` keeps the
 fresh clone's timings and lists each update (commit, minutes, the experiments rerun).
 
-`--resume` finishes a fresh clone whose first `make reproduce` was stopped before it wrote its report (a
-session's end, a reboot): it brings the clone to HEAD and runs `make reproduce` again, which keeps every
-experiment and trained model the stopped run finished. The stopped sitting's wall seconds and the reason it
-is not a clean measure are given on the command line; `reproduce.json` records both sittings, and its
-`fresh_clone_seconds` is their sum.
+`--resume` finishes a fresh clone whose `make reproduce` was stopped before it wrote its report (a session's
+end, a reboot): it brings the clone to HEAD and runs `make reproduce` again, which keeps every experiment and
+trained model the stopped sittings finished. Each stopped sitting is given on the command line (`--stopped
+COMMIT SECONDS WHY`, once per sitting: the commit it ran, its wall seconds, why it stopped and what else ran
+beside it); `reproduce.json` records every sitting, and its `fresh_clone_seconds` is their sum.
 
 Run it alone on the machine: its minutes are the ones the README states. The clone is of the committed
 HEAD, so uncommitted changes are not measured. On success it replaces the published report in
@@ -43,14 +43,13 @@ def main(argv=None):
     p.add_argument("--work", default=None, help="folder for the clone (must not exist; default: a temporary folder)")
     p.add_argument("--dest", default=str(ROOT/"benchmarks"/"results"/"reproduce_mini"), help="where the report is published")
     p.add_argument("--update", default=None, help="an earlier --work clone: pull HEAD into it and rerun what changed")
-    p.add_argument("--resume", default=None, help="a --work clone whose first make reproduce was stopped: finish it")
-    p.add_argument("--stopped-after", type=float, default=None, help="with --resume: wall seconds of the stopped sitting (clone to stop)")
-    p.add_argument("--why", default="", help="with --resume: why the stopped sitting stopped, and what else ran beside it")
+    p.add_argument("--resume", default=None, help="a --work clone whose make reproduce was stopped: finish it")
+    p.add_argument("--stopped", nargs=3, action="append", metavar=("COMMIT", "SECONDS", "WHY"), default=[],
+                   help="with --resume, once per stopped sitting: its commit, wall seconds (clone to stop) and why it stopped")
     args = p.parse_args(argv)
     if args.update: return update(Path(args.update), Path(args.dest))
     if args.resume:
-        if args.stopped_after is None or args.stopped_after <= 0: raise SystemExit("--resume needs --stopped-after SECONDS > 0")
-        return resume(Path(args.resume), Path(args.dest), args.stopped_after, args.why)
+        return resume(Path(args.resume), Path(args.dest), stopped_sittings(args.stopped))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp())/"repro"
     if work.exists(): raise SystemExit(f"--work: {work} exists; give a new folder")
     t0 = time.time()
@@ -93,13 +92,24 @@ def update(work: Path, dest: Path):
     print(f"updated to {commit} in {(time.time() - t0)/60:.1f} min, rerunning {ran}; published {dest}")
 
 
-def resume(work: Path, dest: Path, stopped_after: float, why: str):
-    "Finish a fresh clone whose first `make reproduce` stopped: pull HEAD, `make reproduce` again, publish both sittings."
+def stopped_sittings(given: list):
+    "The `--stopped COMMIT SECONDS WHY` triples as sitting records (at least one, each with seconds > 0)."
+    if not given: raise SystemExit("--resume needs --stopped COMMIT SECONDS WHY for each stopped sitting")
+    out = []
+    for commit, seconds, why in given:
+        try: sec = float(seconds)
+        except ValueError: raise SystemExit(f"--stopped: SECONDS must be a number, got {seconds!r}")
+        if sec <= 0: raise SystemExit(f"--stopped: SECONDS must be > 0, got {seconds!r}")
+        out.append({"commit": commit, "seconds": round(sec), "stopped": True, "why": why})
+    return out
+
+
+def resume(work: Path, dest: Path, stopped: list):
+    "Finish a fresh clone whose `make reproduce` stopped: pull HEAD, `make reproduce` again, publish every sitting."
     from digseg.report import publish_report
     if not (work/"runs"/"mini").is_dir(): raise SystemExit(f"--resume: {work} holds no runs/mini to resume")
     if (work/"runs"/"mini"/"reproduce.json").is_file(): raise SystemExit(f"--resume: {work} finished its run; use --update")
     rev = lambda: subprocess.run(["git", "-C", str(work), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    first = rev()
     t0 = time.time()
     subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", str(ROOT), "HEAD"], check=True)
     commit = rev()
@@ -110,12 +120,13 @@ def resume(work: Path, dest: Path, stopped_after: float, why: str):
         if old.name != "quick": shutil.rmtree(old) if old.is_dir() else old.unlink()
     publish_report(work/"runs"/"mini", dest)
     rec = json.loads((dest/"reproduce.json").read_text())
-    rec.update(fresh_clone_seconds=round(stopped_after + second), make_reproduce_seconds=None, install_seconds=None, cpu=cpu_name(),
-               sittings=[{"commit": first, "seconds": round(stopped_after), "stopped": True, "why": why},
-                         {"commit": commit, "seconds": round(second), "make_reproduce_seconds": round(reproduce)}],
+    rec.update(fresh_clone_seconds=round(sum(s["seconds"] for s in stopped) + second), make_reproduce_seconds=None,
+               install_seconds=None, cpu=cpu_name(),
+               sittings=stopped + [{"commit": commit, "seconds": round(second), "make_reproduce_seconds": round(reproduce)}],
                command="git clone; make install; make reproduce, stopped and resumed (benchmarks/fresh_clone.py --resume; 2 cores)")
     (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
-    print(f"resumed at {commit}: {second/60:.1f} min after a stopped sitting of {stopped_after/60:.1f} min; published {dest}")
+    print(f"resumed at {commit}: {second/60:.1f} min after {len(stopped)} stopped sitting(s) of "
+          f"{sum(s['seconds'] for s in stopped)/60:.1f} min; published {dest}")
     print("then: state the minutes in nbs/index.ipynb's Results and run make readme (it inserts the claims table)")
 
 

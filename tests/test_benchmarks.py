@@ -320,6 +320,21 @@ def test_fresh_clone_update_needs_an_earlier_run_and_its_timings(tmp_path):
     assert (tmp_path/"dest"/"reproduce.json").read_text() == '{"wall_seconds": 1}'   # nothing published
 
 
+def test_fresh_clone_resume_needs_a_stopped_run_and_its_sittings(tmp_path):
+    "--resume finishes a stopped clone only: no sitting given, a bad one, no run, or a finished run stop it before any work."
+    fc = importlib.import_module("fresh_clone")
+    dest = ["--dest", str(tmp_path/"dest")]
+    with pytest.raises(SystemExit, match="needs --stopped"): fc.main(["--resume", str(tmp_path)] + dest)
+    with pytest.raises(SystemExit, match="SECONDS must be a number"): fc.main(["--resume", str(tmp_path), "--stopped", "abc", "x", "y"] + dest)
+    with pytest.raises(SystemExit, match="SECONDS must be > 0"): fc.main(["--resume", str(tmp_path), "--stopped", "abc", "0", "y"] + dest)
+    with pytest.raises(SystemExit, match="no runs/mini"): fc.main(["--resume", str(tmp_path), "--stopped", "abc", "60", "y"] + dest)
+    (tmp_path/"runs"/"mini").mkdir(parents=True); (tmp_path/"runs"/"mini"/"reproduce.json").write_text("{}")
+    with pytest.raises(SystemExit, match="use --update"): fc.main(["--resume", str(tmp_path), "--stopped", "abc", "60", "y"] + dest)
+    assert not (tmp_path/"dest").exists()   # nothing published
+    assert fc.stopped_sittings([["abc", "59.6", "killed"], ["def", "10", "reboot"]]) == [
+        {"commit": "abc", "seconds": 60, "stopped": True, "why": "killed"}, {"commit": "def", "seconds": 10, "stopped": True, "why": "reboot"}]
+
+
 def test_proposal_cost_scores_each_candidate_rule(tmp_path):
     "The proposal-cost study scores present / all / the pipeline's thresholds / a tau sweep from one pass of every prompt."
     import proposal_cost as pc
