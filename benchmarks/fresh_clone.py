@@ -29,6 +29,11 @@ from _bench import cpu_name   # the minutes depend on the machine: a step of the
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def head_commit(work: Path) -> str:
+    "The short commit a clone has checked out: the code its report measured."
+    return subprocess.run(["git", "-C", str(work), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def timed(cmd: list, cwd: Path, log: Path):
     "Run `cmd` in `cwd` with its output in `log`; return its wall seconds (stop on failure, naming the log)."
     t = time.time()
@@ -63,7 +68,8 @@ def main(argv=None):
         if old.name != "quick": shutil.rmtree(old) if old.is_dir() else old.unlink()
     publish_report(work/"runs"/"mini", dest)
     rec = json.loads((dest/"reproduce.json").read_text())
-    rec.update(fresh_clone_seconds=round(total), install_seconds=round(install), make_reproduce_seconds=round(reproduce), cpu=cpu_name(),
+    rec.update(commit=head_commit(work), fresh_clone_seconds=round(total), install_seconds=round(install),
+               make_reproduce_seconds=round(reproduce), cpu=cpu_name(),
                command="git clone; make install; make reproduce (benchmarks/fresh_clone.py; 2 cores, nothing else running)")
     (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
     print(f"fresh clone: {total/60:.1f} min (install {install/60:.1f}, make reproduce {reproduce/60:.1f}); published {dest}")
@@ -78,13 +84,13 @@ def update(work: Path, dest: Path):
     if "fresh_clone_seconds" not in first: raise SystemExit(f"--update: {dest/'reproduce.json'} has no fresh-clone timings to keep")
     t0 = time.time()
     subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", str(ROOT), "HEAD"], check=True)
-    commit = subprocess.run(["git", "-C", str(work), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = head_commit(work)
     timed(["make", "install"], work, work.parent/f"update-{commit}-install.log")   # the fresh clone's logs stay
     timed(["make", "reproduce"], work, work.parent/f"update-{commit}-reproduce.log")
     publish_report(work/"runs"/"mini", dest)
     rec = json.loads((dest/"reproduce.json").read_text())
     ran = [n for n, e in rec["experiments"].items() if not e.get("skipped")]
-    keep = ("fresh_clone_seconds", "install_seconds", "make_reproduce_seconds", "command")
+    keep = ("commit", "fresh_clone_seconds", "install_seconds", "make_reproduce_seconds", "command")
     rec.update({k: first[k] for k in keep if k in first},
                updates=first.get("updates", []) + [{"commit": commit, "seconds": round(time.time() - t0), "rerun": ran,
                                                     "finished": rec.get("finished"), "cpu": cpu_name()}])
@@ -109,10 +115,9 @@ def resume(work: Path, dest: Path, stopped: list):
     from digseg.report import publish_report
     if not (work/"runs"/"mini").is_dir(): raise SystemExit(f"--resume: {work} holds no runs/mini to resume")
     if (work/"runs"/"mini"/"reproduce.json").is_file(): raise SystemExit(f"--resume: {work} finished its run; use --update")
-    rev = lambda: subprocess.run(["git", "-C", str(work), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     t0 = time.time()
     subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", str(ROOT), "HEAD"], check=True)
-    commit = rev()
+    commit = head_commit(work)
     timed(["make", "install"], work, work.parent/f"resume-{commit}-install.log")
     reproduce = timed(["make", "reproduce"], work, work.parent/f"resume-{commit}-reproduce.log")
     second = time.time() - t0

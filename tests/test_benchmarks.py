@@ -1,5 +1,5 @@
 "The benchmark scripts (issue 7) run in their quick mode with tiny sizes and write the JSON they promise; no timing is asserted."
-import importlib, json, sys
+import importlib, json, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
@@ -308,6 +308,21 @@ def test_fresh_clone_refuses_a_used_folder_and_names_a_failed_step(tmp_path):
     assert not (tmp_path/"dest").exists()   # nothing published
     with pytest.raises(SystemExit, match="see .*false.log"): fc.timed(["false"], tmp_path, tmp_path/"false.log")
     assert fc.timed(["true"], tmp_path, tmp_path/"true.log") >= 0
+
+
+def test_fresh_clone_names_the_commit_it_measured(tmp_path):
+    "The published record names the clone's checked-out commit; a folder that is no clone is an error, not an empty name."
+    fc = importlib.import_module("fresh_clone")
+    repo = tmp_path/"repo"; repo.mkdir()
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, check=True).stdout.strip()
+    git("init", "-q"); (repo/"f").write_text("x"); git("add", "f")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    full = git("rev-parse", "HEAD")
+    assert len(fc.head_commit(repo)) >= 7 and full.startswith(fc.head_commit(repo))
+    (repo/"f").write_text("y"); git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "two")
+    assert not full.startswith(fc.head_commit(repo))   # a new commit, a new name
+    (tmp_path/"plain").mkdir()
+    with pytest.raises(subprocess.CalledProcessError): fc.head_commit(tmp_path/"plain")
 
 
 def test_fresh_clone_update_needs_an_earlier_run_and_its_timings(tmp_path):
