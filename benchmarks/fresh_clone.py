@@ -43,6 +43,27 @@ def timed(cmd: list, cwd: Path, log: Path):
     return time.time() - t
 
 
+def publish(work: Path, dest: Path, replace: bool=True) -> dict:
+    "Publish the clone's report to `dest` (first removing the old one but `quick/`, if `replace`); return its record."
+    from digseg.report import publish_report
+    for old in (dest.iterdir() if replace and dest.is_dir() else []):   # an experiment that no longer exists leaves nothing behind
+        if old.name != "quick": shutil.rmtree(old) if old.is_dir() else old.unlink()
+    publish_report(work/"runs"/"mini", dest)
+    return json.loads((dest/"reproduce.json").read_text())
+
+
+def write_record(dest: Path, rec: dict):
+    (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
+
+
+def rerun(work: Path, label: str):
+    "Pull HEAD into an existing clone, `make install` and `make reproduce` there; return (commit, reproduce seconds)."
+    subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", str(ROOT), "HEAD"], check=True)
+    commit = head_commit(work)
+    timed(["make", "install"], work, work.parent/f"{label}-{commit}-install.log")   # the fresh clone's logs stay
+    return commit, timed(["make", "reproduce"], work, work.parent/f"{label}-{commit}-reproduce.log")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default=None, help="folder for the clone (must not exist; default: a temporary folder)")
@@ -62,39 +83,30 @@ def main(argv=None):
     install = timed(["make", "install"], work, work.parent/"install.log")
     reproduce = timed(["make", "reproduce"], work, work.parent/"reproduce.log")
     total = time.time() - t0
-    from digseg.report import publish_report
     dest = Path(args.dest)
-    for old in (dest.iterdir() if dest.is_dir() else []):   # an experiment that no longer exists leaves nothing behind
-        if old.name != "quick": shutil.rmtree(old) if old.is_dir() else old.unlink()
-    publish_report(work/"runs"/"mini", dest)
-    rec = json.loads((dest/"reproduce.json").read_text())
+    rec = publish(work, dest)
     rec.update(commit=head_commit(work), fresh_clone_seconds=round(total), install_seconds=round(install),
                make_reproduce_seconds=round(reproduce), cpu=cpu_name(),
                command="git clone; make install; make reproduce (benchmarks/fresh_clone.py; 2 cores, nothing else running)")
-    (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
+    write_record(dest, rec)
     print(f"fresh clone: {total/60:.1f} min (install {install/60:.1f}, make reproduce {reproduce/60:.1f}); published {dest}")
     print("then: state the minutes in nbs/index.ipynb's Results and run make readme (it inserts the claims table)")
 
 
 def update(work: Path, dest: Path):
     "Pull HEAD into an earlier clone, rerun `make reproduce` there (complete experiments are skipped), publish."
-    from digseg.report import publish_report
     if not (work/"runs"/"mini"/"reproduce.json").is_file(): raise SystemExit(f"--update: {work} holds no earlier run (runs/mini/reproduce.json)")
     first = json.loads((dest/"reproduce.json").read_text())   # the published run: its fresh-clone timings stay
     if "fresh_clone_seconds" not in first: raise SystemExit(f"--update: {dest/'reproduce.json'} has no fresh-clone timings to keep")
     t0 = time.time()
-    subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", str(ROOT), "HEAD"], check=True)
-    commit = head_commit(work)
-    timed(["make", "install"], work, work.parent/f"update-{commit}-install.log")   # the fresh clone's logs stay
-    timed(["make", "reproduce"], work, work.parent/f"update-{commit}-reproduce.log")
-    publish_report(work/"runs"/"mini", dest)
-    rec = json.loads((dest/"reproduce.json").read_text())
+    commit, _ = rerun(work, "update")
+    rec = publish(work, dest, replace=False)
     ran = [n for n, e in rec["experiments"].items() if not e.get("skipped")]
     keep = ("commit", "fresh_clone_seconds", "install_seconds", "make_reproduce_seconds", "command")
     rec.update({k: first[k] for k in keep if k in first},
                updates=first.get("updates", []) + [{"commit": commit, "seconds": round(time.time() - t0), "rerun": ran,
                                                     "finished": rec.get("finished"), "cpu": cpu_name()}])
-    (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
+    write_record(dest, rec)
     print(f"updated to {commit} in {(time.time() - t0)/60:.1f} min, rerunning {ran}; published {dest}")
 
 
@@ -112,24 +124,17 @@ def stopped_sittings(given: list):
 
 def resume(work: Path, dest: Path, stopped: list):
     "Finish a fresh clone whose `make reproduce` stopped: pull HEAD, `make reproduce` again, publish every sitting."
-    from digseg.report import publish_report
     if not (work/"runs"/"mini").is_dir(): raise SystemExit(f"--resume: {work} holds no runs/mini to resume")
     if (work/"runs"/"mini"/"reproduce.json").is_file(): raise SystemExit(f"--resume: {work} finished its run; use --update")
     t0 = time.time()
-    subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", str(ROOT), "HEAD"], check=True)
-    commit = head_commit(work)
-    timed(["make", "install"], work, work.parent/f"resume-{commit}-install.log")
-    reproduce = timed(["make", "reproduce"], work, work.parent/f"resume-{commit}-reproduce.log")
+    commit, reproduce = rerun(work, "resume")
     second = time.time() - t0
-    for old in (dest.iterdir() if dest.is_dir() else []):
-        if old.name != "quick": shutil.rmtree(old) if old.is_dir() else old.unlink()
-    publish_report(work/"runs"/"mini", dest)
-    rec = json.loads((dest/"reproduce.json").read_text())
+    rec = publish(work, dest)
     rec.update(fresh_clone_seconds=round(sum(s["seconds"] for s in stopped) + second), make_reproduce_seconds=None,
                install_seconds=None, cpu=cpu_name(),
                sittings=stopped + [{"commit": commit, "seconds": round(second), "make_reproduce_seconds": round(reproduce)}],
                command="git clone; make install; make reproduce, stopped and resumed (benchmarks/fresh_clone.py --resume; 2 cores)")
-    (dest/"reproduce.json").write_text(json.dumps(rec, indent=1) + "\n")
+    write_record(dest, rec)
     print(f"resumed at {commit}: {second/60:.1f} min after {len(stopped)} stopped sitting(s) of "
           f"{sum(s['seconds'] for s in stopped)/60:.1f} min; published {dest}")
     print("then: state the minutes in nbs/index.ipynb's Results and run make readme (it inserts the claims table)")

@@ -325,6 +325,18 @@ def test_fresh_clone_names_the_commit_it_measured(tmp_path):
     with pytest.raises(subprocess.CalledProcessError): fc.head_commit(tmp_path/"plain")
 
 
+def test_fresh_clone_publish_replaces_the_report_but_quick(tmp_path):
+    "A fresh or resumed run replaces the published report (a removed experiment leaves nothing), keeping quick/; an update adds to it."
+    fc = importlib.import_module("fresh_clone")
+    work, dest = tmp_path/"work", tmp_path/"dest"
+    (work/"runs"/"mini").mkdir(parents=True); (work/"runs"/"mini"/"REPORT.md").write_text("new")
+    (work/"runs"/"mini"/"reproduce.json").write_text('{"wall_seconds": 2}')
+    for stale in ("gone_experiment", "quick"): (dest/stale).mkdir(parents=True); (dest/stale/"metrics.json").write_text("{}")
+    assert fc.publish(work, dest, replace=False) == {"wall_seconds": 2} and (dest/"gone_experiment").is_dir()
+    assert fc.publish(work, dest) == {"wall_seconds": 2}
+    assert not (dest/"gone_experiment").exists() and (dest/"quick"/"metrics.json").exists() and (dest/"REPORT.md").read_text() == "new"
+
+
 def test_fresh_clone_update_needs_an_earlier_run_and_its_timings(tmp_path):
     "--update reruns inside an earlier clone only: a folder without a run, or a published report without fresh-clone timings, stops it before any work."
     fc = importlib.import_module("fresh_clone")
